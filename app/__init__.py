@@ -1,0 +1,1 @@
+"""Crypto Stats Platform: shared code. Importing it starts nothing and connects to nothing."""

@@ -1,0 +1,52 @@
+"""The one place that maps errors to HTTP: every failure is JSON `{"error": {"code", "message", "details"}}`."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.domain import errors as domain
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    domain.InvalidQuery: 400,
+    domain.UnknownCoin: 404,
+    domain.UnknownCurrency: 404,
+    domain.NoData: 503,
+    domain.StorageUnavailable: 503,
+    domain.BrokerUnavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, details=None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = "30"
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(domain.AppError)
+    def app_error(exc: domain.AppError):
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+        if status == 500:
+            log.exception("unexpected application error")
+            return error_response(500, "internal_error", "internal server error")
+        return error_response(status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() == "allow":  # 405 says which methods work
+                response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

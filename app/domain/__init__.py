@@ -1,0 +1,1 @@
+"""Pure domain: model, statistics, schedule arithmetic and the error tree (stdlib only)."""

@@ -1,0 +1,73 @@
+"""The ports (Protocols) that services depend on; adapters in storage/, upstream/ and broker.py implement them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, Sequence
+
+from app.domain.model import Observation
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one CoinGecko call gave: valid observations, and why each requested coin/currency that gave none did not."""
+
+    observations: list[Observation]
+    rejected: dict[str, str] = field(default_factory=dict)  # "coin/vs" -> reason
+
+
+class PriceSource(Protocol):
+    def fetch_prices(self, coins: Sequence[str], vs_currencies: Sequence[str]) -> FetchResult:
+        """One upstream request for all coins. Raises an UpstreamError subclass when the answer is unusable."""
+
+
+class PriceRepository(Protocol):
+    def ensure_schema(self) -> None:
+        """Create tables/indexes if missing. Idempotent."""
+
+    def add_batch(self, observations: Sequence[Observation]) -> int:
+        """Store all or nothing; records whose key exists are skipped. Returns how many were new. Idempotent."""
+
+    def latest(self, coin: str, vs_currency: str) -> Observation | None:
+        """The newest record of a coin in a currency, or None."""
+
+    def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
+        """Up to `n` newest records, newest first."""
+
+    def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
+        """Records with start <= observed_at < end, oldest first."""
+
+    def count(self) -> int:
+        """How many records are stored in all."""
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable if the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections (the object may be used again afterwards and reconnects)."""
+
+
+class UpdateBus(Protocol):
+    """Redis pub/sub and small shared state between the worker and the web."""
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Send an event on the `crypto-update` channel and remember it as the last one. Raises BrokerUnavailable."""
+
+    def last_event(self) -> dict[str, Any] | None:
+        """The last event published, if Redis still holds it."""
+
+    def next_event(self, timeout: float) -> dict[str, Any] | None:
+        """Wait up to `timeout` s for an event. Returns {"event": "resubscribed"} after (re)subscribing, since events
+        may have been missed. Raises BrokerUnavailable when Redis is down (the next call tries again)."""
+
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        """Set a marker unless it exists (SET NX EX); True when this caller set it."""
+
+    def is_claimed(self, key: str) -> bool:
+        """Whether a marker is set."""
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailable if Redis cannot be reached."""
+
+    def close(self) -> None:
+        """Close connections."""

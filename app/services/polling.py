@@ -1,0 +1,136 @@
+"""Polling: one CoinGecko request for all tracked coins, one atomic batch into the store, one `crypto-update` event."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from app.domain.errors import AppError, BrokerUnavailable, UpstreamRateLimited
+from app.domain.model import TrackedCoins
+from app.domain.schedule import CronSchedule
+from app.ports import PriceRepository, PriceSource, UpdateBus
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_FALLBACK_SECONDS = 60.0  # coingecko.md §7: without Retry-After, back off at least 60 s
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What one run stored. `rejected` names each coin/currency CoinGecko gave nothing valid for, with the reason."""
+
+    new_records: int
+    observations: int
+    coins: list[str]
+    observed_at: str | None
+    stored_at: str
+    rejected: dict[str, str] = field(default_factory=dict)
+    slot: str | None = None
+
+    def event(self) -> dict[str, Any]:
+        return {"event": "stored", "coins": self.coins, "stored_at": self.stored_at,
+                "observed_at": self.observed_at, "new_records": self.new_records,
+                "rejected": self.rejected, "slot": self.slot}
+
+
+def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoins,
+                clock: Callable[[], datetime], slot: datetime | None = None) -> UpdateReport:
+    """Fetch every tracked coin in every tracked currency with one upstream call and store the valid ones at once.
+
+    Raises the source's UpstreamError or the store's StorageUnavailable unchanged. Idempotent: storing the same
+    CoinGecko values again adds no record.
+    """
+    result = source.fetch_prices(tracked.source_ids(), tracked.vs_currencies)
+    new = repo.add_batch(result.observations)
+    observed = max((o.observed_at for o in result.observations), default=None)
+    if result.rejected:
+        log.warning("CoinGecko gave no valid price for %s", "; ".join(f"{k} ({v})" for k, v in result.rejected.items()))
+    return UpdateReport(
+        new_records=new,
+        observations=len(result.observations),
+        coins=sorted({o.coin for o in result.observations}),
+        observed_at=observed.isoformat() if observed else None,
+        stored_at=clock().isoformat(),
+        rejected=result.rejected,
+        slot=slot.isoformat() if slot else None,
+    )
+
+
+def slot_key(slot: datetime) -> str:
+    return f"slot-done:{slot.isoformat()}"
+
+
+def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, tracked: TrackedCoins,
+               clock: Callable[[], datetime], *, slot: datetime | None = None,
+               slot_ttl: timedelta = timedelta(hours=1)) -> UpdateReport | None:
+    """One update run: poll, store, then announce on `crypto-update`.
+
+    `slot` is the scheduled tick a beat-triggered run belongs to: a slot already stored is skipped (returns None),
+    so a second beat firing the same tick costs no CoinGecko credit. Manual runs pass no slot and always run.
+    Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
+    safe, and the web re-reads the store periodically.
+    """
+    if slot is not None:
+        try:
+            if bus.is_claimed(slot_key(slot)):
+                log.info("slot %s already stored; skipping this duplicate trigger", slot.isoformat())
+                return None
+        except BrokerUnavailable as exc:
+            log.warning("cannot check slot %s (%s); running anyway, the store ignores duplicates", slot, exc)
+    report = poll_prices(source, repo, tracked, clock, slot)
+    try:
+        if slot is not None:
+            bus.claim(slot_key(slot), int(slot_ttl.total_seconds()))
+        bus.publish(report.event())
+    except BrokerUnavailable as exc:
+        log.warning("stored %d new records but could not announce them: %s", report.new_records, exc)
+    return report
+
+
+def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime],
+                   retry_in: float | None) -> None:
+    """Announce a failed attempt (the web shows it while it has no data). Never raises."""
+    event = {"event": "failed", "at": clock().isoformat(), "error": error.to_dict(),
+             "retry_in_seconds": round(retry_in, 1) if retry_in is not None else None}
+    try:
+        bus.publish(event)
+    except BrokerUnavailable as exc:
+        log.warning("could not announce the failure: %s", exc)
+
+
+def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime,
+                rng: Callable[[], float] = random.random) -> float | None:
+    """Seconds to wait before retrying after `error` on attempt number `attempt` (0-based), or None to give up.
+
+    Permanent errors are not retried. A 429 waits for Retry-After (or 60 s when absent) plus jitter, never less.
+    Other transient errors back off exponentially (10 s, 20 s, 40 s, … up to 5 min) with jitter. No retry is
+    scheduled at or past `deadline` (the next scheduled run), so an outage never piles up stale runs.
+    """
+    if not error.transient:
+        return None
+    if isinstance(error, UpstreamRateLimited):
+        base = error.retry_after if error.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
+        delay = base + rng() * min(30.0, max(1.0, base * 0.25))
+    else:
+        base = min(MAX_BACKOFF_SECONDS, 10.0 * 2 ** attempt)
+        delay = base * (0.75 + 0.5 * rng())
+    if now + timedelta(seconds=delay) >= deadline:
+        return None
+    return delay
+
+
+def run_deadline(schedule: CronSchedule, now: datetime, slot: datetime | None) -> datetime:
+    """When a run must give way: the tick after its slot for scheduled runs, the next tick for manual ones."""
+    return schedule.next(slot if slot is not None else now)
+
+
+def needs_startup_update(repo: PriceRepository, tracked: TrackedCoins, now: datetime, max_age: timedelta) -> bool:
+    """Whether the store lacks fresh data for any tracked coin (so a process starting now should update at once)."""
+    for coin, vs in tracked.pairs():
+        latest = repo.latest(coin, vs)
+        if latest is None or now - latest.fetched_at > max_age:
+            return True
+    return False

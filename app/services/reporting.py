@@ -1,0 +1,142 @@
+"""Reporting: the web's in-memory view of the latest stats and deviations, and the loop that keeps it fresh."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from app.domain.errors import AppError, BrokerUnavailable, NoData
+from app.domain.model import Observation, TrackedCoins
+from app.domain.stats import DEVIATION_WINDOW, population_std
+from app.ports import PriceRepository, UpdateBus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoinSummary:
+    """What the web serves for one coin in one currency."""
+
+    latest: Observation
+    deviation: float
+    window: int  # how many records the deviation covers (≤ DEVIATION_WINDOW)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    observed_at: datetime
+    fetched_at: datetime
+    stale: bool
+
+
+def build_summaries(repo: PriceRepository, tracked: TrackedCoins) -> dict[tuple[str, str], CoinSummary]:
+    """Read the last DEVIATION_WINDOW records of every tracked coin/currency. Raises StorageUnavailable."""
+    summaries = {}
+    for coin, vs in tracked.pairs():
+        rows = repo.last_n(coin, vs, DEVIATION_WINDOW)
+        if rows:
+            summaries[(coin, vs)] = CoinSummary(rows[0], population_std([r.price for r in rows]), len(rows))
+    return summaries
+
+
+class StatsView:
+    """The latest stats of every tracked coin, held in memory so a request does not wait on the store.
+
+    `refresh()` rebuilds it from the store and swaps it in whole (readers never see half an update). Thread-safe.
+    """
+
+    def __init__(self, repo: PriceRepository, tracked: TrackedCoins, clock: Callable[[], datetime],
+                 stale_after: timedelta) -> None:
+        self.repo = repo
+        self.tracked = tracked
+        self.clock = clock
+        self.stale_after = stale_after
+        self._summaries: dict[tuple[str, str], CoinSummary] = {}
+        self._loaded = False
+        self._last_event: dict[str, Any] | None = None
+        self._refresh_lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def refresh(self) -> None:
+        """Re-read the store. Raises StorageUnavailable and keeps serving the previous view when it fails."""
+        with self._refresh_lock:
+            self._summaries = build_summaries(self.repo, self.tracked)
+            self._loaded = True
+
+    def note_event(self, event: dict[str, Any] | None) -> None:
+        """Remember the last update event (a failure explains why there is no data yet)."""
+        if event and event.get("event") in ("stored", "failed"):
+            self._last_event = event
+
+    def summary(self, coin: str, vs_currency: str | None) -> tuple[CoinSummary, Freshness]:
+        """The summary for a coin as asked (public id or CoinGecko id) and a currency (None = default).
+
+        Raises UnknownCoin / UnknownCurrency, or NoData saying why nothing is there.
+        """
+        source_id = self.tracked.resolve(coin)
+        vs = self.tracked.resolve_currency(vs_currency)
+        found = self._summaries.get((source_id, vs))
+        if found is None and not self._loaded:
+            try:
+                self.refresh()  # the store was unreachable when we started; try once more on demand
+            except AppError:
+                pass
+            found = self._summaries.get((source_id, vs))
+        if found is None:
+            raise self._no_data(coin, vs)
+        stale = self.clock() - found.latest.fetched_at > self.stale_after
+        return found, Freshness(found.latest.observed_at, found.latest.fetched_at, stale)
+
+    def _no_data(self, coin: str, vs: str) -> NoData:
+        event = self._last_event
+        if event and event.get("event") == "failed":
+            error = event.get("error") or {}
+            return NoData(f"no data for {coin} yet: the last update failed ({error.get('message', 'unknown error')})",
+                          details={"coin": coin, "currency": vs, "last_error": error,
+                                   "retry_in_seconds": event.get("retry_in_seconds")})
+        if not self._loaded:
+            return NoData(f"no data for {coin}: the store is unreachable", details={"coin": coin, "currency": vs})
+        return NoData(f"no data for {coin} yet: the first update is pending", details={"coin": coin, "currency": vs})
+
+    def newest(self) -> Observation | None:
+        """The most recently fetched record across all coins, for readiness reports."""
+        return max((s.latest for s in self._summaries.values()), key=lambda o: o.fetched_at, default=None)
+
+
+def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: threading.Event,
+               poll_timeout: float = 1.0) -> None:
+    """Refresh `view` on every `crypto-update` event, after every (re)subscription (events may have been missed
+    while disconnected) and every `every_seconds` anyway. Runs until `stop` is set; survives Redis and store
+    outages (logs once per outage, retries with backoff).
+    """
+    last = 0.0
+    backoff = 1.0
+    redis_down = False
+    while not stop.is_set():
+        try:
+            event = bus.next_event(timeout=poll_timeout)
+            if redis_down:
+                log.info("crypto-update subscription restored")
+                redis_down = False
+            backoff = 1.0
+        except BrokerUnavailable as exc:
+            if not redis_down:
+                log.warning("crypto-update subscription lost (%s); serving what is in memory and reconnecting", exc)
+                redis_down = True
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 15.0)
+            event = None
+        view.note_event(event)
+        if event is not None or time.monotonic() - last >= every_seconds:
+            try:
+                view.refresh()
+                last = time.monotonic()
+            except AppError as exc:
+                log.warning("could not refresh stats from the store: %s", exc)
+                last = time.monotonic() - every_seconds + min(every_seconds, 5.0)  # try again in a few seconds

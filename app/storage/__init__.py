@@ -1,0 +1,19 @@
+"""Price stores. `make_repository(settings)` is the only place that picks one."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.ports import PriceRepository
+
+
+def make_repository(settings: "Settings") -> "PriceRepository":
+    """MongoDB when MONGODB_URI is set, else SQLite under DATA_DIR. Connects lazily (after fork)."""
+    if settings.mongodb_uri:
+        from app.storage.mongo import MongoPriceRepository
+
+        return MongoPriceRepository(settings.mongodb_uri)
+    from app.storage.sqlite import SqlitePriceRepository
+
+    return SqlitePriceRepository(settings.sqlite_path)

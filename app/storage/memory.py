@@ -1,0 +1,57 @@
+"""In-memory price store, for fast tests of services; it keeps the same contract as the real stores."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Sequence
+
+from app.domain.model import Observation
+
+
+class InMemoryPriceRepository:
+    """A dict keyed like the real unique index; not shared between processes."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple, Observation] = {}
+        self._lock = threading.Lock()
+        self.fail_with: Exception | None = None  # tests set this to simulate an outage
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def ensure_schema(self) -> None:
+        self._check()
+
+    def add_batch(self, observations: Sequence[Observation]) -> int:
+        self._check()
+        with self._lock:
+            new = {o.key: o for o in observations if o.key not in self._records}
+            self._records.update(new)
+            return len(new)
+
+    def _series(self, coin: str, vs_currency: str) -> list[Observation]:
+        self._check()
+        with self._lock:
+            rows = [o for o in self._records.values() if o.coin == coin and o.vs_currency == vs_currency]
+        return sorted(rows, key=lambda o: o.observed_at)
+
+    def latest(self, coin: str, vs_currency: str) -> Observation | None:
+        rows = self._series(coin, vs_currency)
+        return rows[-1] if rows else None
+
+    def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
+        return list(reversed(self._series(coin, vs_currency)[-n:])) if n > 0 else []
+
+    def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
+        return [o for o in self._series(coin, vs_currency) if start <= o.observed_at < end]
+
+    def count(self) -> int:
+        self._check()
+        return len(self._records)
+
+    def ping(self) -> None:
+        self._check()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,138 @@
+"""SQLite price store (stdlib sqlite3, WAL): the embedded default under DATA_DIR."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from app.domain.errors import StorageUnavailable
+from app.domain.model import Observation
+
+# One row per (coin, vs_currency, observed_at): the primary key is the unique key that makes replays write nothing,
+# and its order serves "newest N of a coin" and time ranges without another index. Times are UTC epoch
+# seconds (observed_at, CoinGecko's resolution) and milliseconds (fetched_at, MongoDB's resolution).
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS observations (
+    coin         TEXT    NOT NULL,
+    vs_currency  TEXT    NOT NULL,
+    observed_at  INTEGER NOT NULL,
+    fetched_at   INTEGER NOT NULL,  -- milliseconds
+    price        REAL    NOT NULL,
+    market_cap   REAL,
+    volume_24h   REAL,
+    change_24h   REAL,
+    PRIMARY KEY (coin, vs_currency, observed_at)
+) WITHOUT ROWID;
+"""
+_COLUMNS = "coin, vs_currency, observed_at, fetched_at, price, market_cap, volume_24h, change_24h"
+
+
+def _to_row(o: Observation) -> tuple:
+    return (o.coin, o.vs_currency, int(o.observed_at.timestamp()), round(o.fetched_at.timestamp() * 1000), o.price,
+            o.market_cap, o.volume_24h, o.change_24h)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=(ms % 1000) * 1000)
+
+
+def _from_row(row: tuple) -> Observation:
+    coin, vs, observed, fetched, price, cap, vol, change = row
+    return Observation(coin, vs, price, cap, vol, change,
+                       datetime.fromtimestamp(observed, timezone.utc), _from_ms(fetched))
+
+
+class SqlitePriceRepository:
+    """Price store in one SQLite file. Thread- and fork-safe: a connection per thread, opened in the process using it.
+
+    A busy timeout absorbs short write locks from other processes; past it, operations raise StorageUnavailable.
+    """
+
+    def __init__(self, path: Path | str, busy_timeout_seconds: float = 10.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
+
+    def ensure_schema(self) -> None:
+        try:
+            self._conn().executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot create SQLite schema: {exc}") from exc
+
+    def add_batch(self, observations: Sequence[Observation]) -> int:
+        """One transaction: all rows or none. Existing keys are ignored, so a replayed run adds nothing."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_to_row(o) for o in observations],
+                )
+                added = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"SQLite write failed: {exc}") from exc
+        return added
+
+    def latest(self, coin: str, vs_currency: str) -> Observation | None:
+        rows = self.last_n(coin, vs_currency, 1)
+        return rows[0] if rows else None
+
+    def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
+            "ORDER BY observed_at DESC LIMIT ?",
+            (coin, vs_currency, n),
+        )
+        return [_from_row(r) for r in rows]
+
+    def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
+        # observed_at is stored in whole seconds: a start inside a second includes that second's record only if the
+        # record's time is >= start, which ceil() expresses exactly.
+        lo = -(-start.timestamp() // 1)
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
+            "AND observed_at >= ? AND observed_at < ? ORDER BY observed_at",
+            (coin, vs_currency, int(lo), end.timestamp()),
+        )
+        return [_from_row(r) for r in rows]
+
+    def count(self) -> int:
+        return self._query("SELECT count(*) FROM observations")[0][0]
+
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local = threading.local()

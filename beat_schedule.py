@@ -1,0 +1,22 @@
+"""The Celery Beat schedule, built from Settings: one entry, `tasks.store_crypto_stats`, on UPDATE_CRON (UTC)."""
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+from app.config import Settings
+
+TASK_NAME = "tasks.store_crypto_stats"
+
+
+def build_schedule(settings: Settings) -> dict:
+    """The beat entry: aligned to the cron line (*/15 → :00, :15, :30, :45 like the original cron), flagged as
+    scheduled so the worker knows its slot, and expiring before the next tick so a backlog never piles up."""
+    interval = settings.update_interval.total_seconds()
+    return {
+        TASK_NAME: {
+            "task": TASK_NAME,
+            "schedule": crontab(**settings.schedule.fields()),
+            "kwargs": {"scheduled": True},
+            "options": {"expires": max(30.0, interval - min(60.0, interval / 10))},
+        }
+    }

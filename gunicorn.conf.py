@@ -1,0 +1,16 @@
+"""gunicorn settings, read automatically by `gunicorn wsgi:app`: configuration is checked once in the master,
+before any worker forks, so a bad variable stops the web with one line naming it."""
+import os
+
+from app.bootstrap import load_settings
+
+_settings = load_settings(os.environ)
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.web_concurrency
+worker_class = "gthread"  # threads: many slow clients per process; the view is shared in memory
+threads = 8
+timeout = 30
+graceful_timeout = 20  # SIGTERM: finish in-flight requests, then exit
+keepalive = 5
+preload_app = False  # create_app (and its store clients) runs in each worker, after fork

@@ -1,0 +1,5 @@
+"""Celery entry point: `celery -A tasks worker|beat|call` finds the Celery app here (attribute `celery`)."""
+from tasks.celery_app import celery
+from tasks import prices  # noqa: F401  (registers tasks.store_crypto_stats)
+
+__all__ = ["celery"]

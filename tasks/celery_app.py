@@ -1,0 +1,52 @@
+"""Builds the Celery app from Settings: Redis broker (external or embedded), reliable delivery, the beat schedule."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from app import broker
+from app.bootstrap import load_settings
+from app.config import Settings
+from app.domain.errors import AppError
+from beat_schedule import build_schedule
+
+
+def celery_config(settings: Settings, redis_url: str) -> dict:
+    interval = settings.update_interval.total_seconds()
+    return dict(
+        broker_url=broker.kombu_url(redis_url),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # keep reconnecting through a Redis outage
+        # A run is acknowledged only after it finished; if its worker dies (SIGKILL, OOM) Redis redelivers it once
+        # the visibility timeout passes. It must exceed the longest retry countdown (< one interval).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        broker_transport_options={"visibility_timeout": int(max(3600, 2 * interval))},
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=build_schedule(settings),
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        worker_hijack_root_logger=True,
+        worker_redirect_stdouts=False,
+        task_default_queue="cryptostats",
+    )
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("cryptostats")
+    app.conf.update(celery_config(settings, broker.redis_url(settings.redis_url, settings.data_dir)))
+    app.conf.cryptostats_settings = settings
+    return app
+
+
+settings = load_settings(os.environ)
+try:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery = make_celery(settings)
+except (AppError, OSError) as exc:
+    # A bad DATA_DIR or an embedded Redis that cannot start: say so in one line instead of a traceback.
+    raise SystemExit(f"cannot start: {getattr(exc, 'message', exc)}") from None

@@ -1,0 +1,101 @@
+"""The thin Celery task `tasks.store_crypto_stats` and the worker's start-up hooks."""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta
+
+from celery.signals import after_setup_logger, beat_init, worker_ready
+
+from app.bootstrap import Services, announce, bootstrap
+from app.domain.errors import AppError
+from app.services.polling import needs_startup_update, report_failure, retry_delay, run_deadline, run_update
+from tasks.celery_app import celery, settings
+
+log = logging.getLogger("tasks.store_crypto_stats")
+
+_services: Services | None = None
+_services_pid: int | None = None
+_schema_ready = False
+
+
+def services() -> Services:
+    """This process's services, built on first use after fork (PyMongo and sockets must not cross a fork)."""
+    global _services, _services_pid, _schema_ready
+    if _services is None or _services_pid != os.getpid():
+        _services, _services_pid, _schema_ready = bootstrap(settings), os.getpid(), False
+    return _services
+
+
+def _ensure_schema(s: Services) -> None:
+    global _schema_ready
+    if not _schema_ready:
+        s.repo.ensure_schema()
+        _schema_ready = True
+
+
+@celery.task(name="tasks.store_crypto_stats", bind=True, max_retries=None)
+def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, deadline: str | None = None,
+                       attempt: int = 0):
+    """Fetch all tracked coins from CoinGecko, store them, announce on `crypto-update`.
+
+    Beat sends scheduled=True: the run then belongs to the cron slot it fired in, and a slot already stored is
+    skipped. Transient failures are retried with backoff until the next scheduled run (then that run takes over).
+    """
+    s = services()
+    now = s.clock()
+    slot_at = datetime.fromisoformat(slot) if slot else (settings.schedule.previous(now) if scheduled else None)
+    deadline_at = datetime.fromisoformat(deadline) if deadline else run_deadline(settings.schedule, now, slot_at)
+    try:
+        _ensure_schema(s)
+        report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
+                            slot_ttl=2 * settings.update_interval)
+    except AppError as exc:
+        delay = retry_delay(exc, attempt, now, deadline_at)
+        report_failure(s.bus, exc, s.clock, delay)
+        if delay is None:
+            reason = "not retryable" if not exc.transient else "no time left before the next scheduled run"
+            log.error("update failed (%s): %s; next try at the scheduled run %s", reason, exc.message,
+                      deadline_at.strftime("%H:%M UTC"))
+            return {"ok": False, "error": exc.to_dict()}
+        retry_at = now + timedelta(seconds=delay)
+        log.warning("update failed: %s; retrying in %.0f s (at %s)", exc.message, delay, retry_at.strftime("%H:%M:%S UTC"))
+        raise self.retry(countdown=delay, max_retries=None, kwargs={
+            "scheduled": scheduled, "slot": slot_at.isoformat() if slot_at else None,
+            "deadline": deadline_at.isoformat(), "attempt": attempt + 1})
+    if report is None:
+        return {"ok": True, "skipped": slot_at.isoformat() if slot_at else None}
+    log.info("stored %d new records (%d prices) for %s; observed %s", report.new_records, report.observations,
+             ", ".join(report.coins), report.observed_at)
+    return {"ok": True, **report.event()}
+
+
+@worker_ready.connect
+def update_now_if_stale(sender=None, **_):
+    """At worker start, queue an update at once when the store has no fresh data, instead of waiting up to a whole
+    interval. A short Redis claim makes it happen once however many workers start together; the run carries the
+    current slot, so a beat catching up on the same tick does not fetch again."""
+    announce(settings, "worker")
+    s = services()
+    try:
+        _ensure_schema(s)
+        if not needs_startup_update(s.repo, s.tracked, s.clock(), settings.update_interval):
+            return
+        if s.bus.claim("startup-update", 60):
+            store_crypto_stats.apply_async(kwargs={"scheduled": True})
+            log.info("no fresh data in the store: an update is queued now rather than at the next tick")
+    except AppError as exc:
+        log.warning("start-up freshness check failed (%s); the next scheduled run will update", exc.message)
+
+
+@beat_init.connect
+def announce_beat(sender=None, **_):
+    announce(settings, "beat")
+    log.info("update schedule: %r (UTC), every %s at the shortest", settings.update_cron, settings.update_interval)
+
+
+@after_setup_logger.connect
+def quieter_task_logs(logger=None, **_):
+    # Our own lines say what a run did, when it retries and why; Celery's per-task "succeeded"/"retry" lines would
+    # repeat them on every attempt.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

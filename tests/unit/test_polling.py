@@ -1,0 +1,117 @@
+"""Update runs over fakes: what is stored, what is announced, what is skipped, when to retry."""
+from datetime import timedelta
+
+import pytest
+
+from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, UpstreamRateLimited, UpstreamRejected,
+                               UpstreamServerError)
+from app.domain.model import TrackedCoins
+from app.domain.schedule import CronSchedule
+from app.ports import FetchResult
+from app.services.polling import needs_startup_update, retry_delay, run_deadline, run_update, slot_key
+from app.storage.memory import InMemoryPriceRepository
+from tests.fakes import T0, FakePriceSource, obs
+
+TRACKED = TrackedCoins(("bitcoin", "ethereum", "matic-network"))
+
+
+def answer(price=40000, at=T0):
+    return FetchResult([obs("bitcoin", price, at), obs("ethereum", 2000, at), obs("polygon-ecosystem-token", 0.5, at)])
+
+
+def test_one_request_for_all_coins_stores_and_announces(bus, clock):
+    repo, source = InMemoryPriceRepository(), FakePriceSource(answer())
+    report = run_update(source, repo, bus, TRACKED, clock)
+    assert source.calls == [(("bitcoin", "ethereum", "polygon-ecosystem-token"), ("usd",))]
+    assert report.new_records == 3 and repo.count() == 3
+    [event] = bus.events
+    assert event["event"] == "stored"
+    assert event["coins"] == ["bitcoin", "ethereum", "polygon-ecosystem-token"]
+    assert event["stored_at"] == clock().isoformat()
+
+
+def test_replaying_the_same_answer_stores_nothing_new(bus, clock):
+    repo = InMemoryPriceRepository()
+    run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock)
+    report = run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock)
+    assert report.new_records == 0 and repo.count() == 3
+
+
+def test_partial_answer_stores_the_valid_coins_and_reports_the_rest(bus, clock):
+    repo = InMemoryPriceRepository()
+    partial = FetchResult([obs("bitcoin", 40000)], {"ethereum/usd": "price: Not a valid number."})
+    report = run_update(FakePriceSource(partial), repo, bus, TRACKED, clock)
+    assert repo.count() == 1
+    assert bus.events[0]["rejected"] == {"ethereum/usd": "price: Not a valid number."}
+    assert report.coins == ["bitcoin"]
+
+
+def test_a_stored_slot_is_not_fetched_again_but_manual_runs_are(bus, clock):
+    repo = InMemoryPriceRepository()
+    source = FakePriceSource(answer(), answer(41000, T0 + timedelta(minutes=1)))
+    assert run_update(source, repo, bus, TRACKED, clock, slot=T0) is not None
+    assert slot_key(T0) in bus.claims
+    assert run_update(source, repo, bus, TRACKED, clock, slot=T0) is None  # second beat, same tick
+    assert len(source.calls) == 1
+    assert run_update(source, repo, bus, TRACKED, clock).new_records == 3  # manual run: never blocked
+
+
+def test_redis_down_after_storing_keeps_the_data(bus, clock):
+    repo = InMemoryPriceRepository()
+    bus.down = True
+    report = run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock, slot=T0)
+    assert report.new_records == 3 and repo.count() == 3
+
+
+def test_store_outage_is_raised_for_the_task_to_retry(bus, clock):
+    repo = InMemoryPriceRepository()
+    repo.fail_with = StorageUnavailable("disk gone")
+    with pytest.raises(StorageUnavailable):
+        run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock)
+    assert bus.events == []
+
+
+DEADLINE = T0 + timedelta(minutes=15)
+
+
+def test_429_waits_at_least_retry_after():
+    error = UpstreamRateLimited("429", retry_after=119)
+    assert 119 <= retry_delay(error, 0, T0, DEADLINE, rng=lambda: 0.0) <= retry_delay(error, 0, T0, DEADLINE,
+                                                                                      rng=lambda: 0.999) <= 149
+
+
+def test_429_without_retry_after_waits_at_least_a_minute():
+    assert retry_delay(UpstreamRateLimited("429", retry_after=None), 0, T0, DEADLINE, rng=lambda: 0.0) >= 60
+
+
+def test_429_longer_than_the_interval_gives_way_to_the_next_run():
+    assert retry_delay(UpstreamRateLimited("429", retry_after=3600), 0, T0, DEADLINE) is None
+
+
+def test_transient_errors_back_off_exponentially_with_jitter():
+    delays = [retry_delay(UpstreamServerError("500"), n, T0, DEADLINE, rng=lambda: 0.5) for n in range(4)]
+    assert delays == [10, 20, 40, 80]
+    assert 7.5 <= retry_delay(UpstreamServerError("500"), 0, T0, DEADLINE, rng=lambda: 0.0) < 10
+
+
+def test_no_retry_past_the_next_scheduled_run():
+    assert retry_delay(UpstreamServerError("500"), 7, T0 + timedelta(minutes=12), DEADLINE) is None
+
+
+def test_permanent_errors_are_not_retried():
+    assert retry_delay(UpstreamRejected("bad key"), 0, T0, DEADLINE) is None
+    assert retry_delay(UpstreamBadResponse("html"), 0, T0, DEADLINE) is not None
+
+
+def test_deadline_is_the_tick_after_the_slot():
+    schedule = CronSchedule.parse("*/15 * * * *")
+    assert run_deadline(schedule, T0 + timedelta(minutes=3), T0) == T0 + timedelta(minutes=15)
+    assert run_deadline(schedule, T0 + timedelta(minutes=3), None) == T0 + timedelta(minutes=15)
+
+
+def test_startup_update_needed_when_any_coin_is_missing_or_old(clock):
+    repo = InMemoryPriceRepository()
+    assert needs_startup_update(repo, TRACKED, clock(), timedelta(minutes=15))
+    repo.add_batch(answer().observations)
+    assert not needs_startup_update(repo, TRACKED, clock() + timedelta(minutes=5), timedelta(minutes=15))
+    assert needs_startup_update(repo, TRACKED, clock() + timedelta(minutes=16), timedelta(minutes=15))
