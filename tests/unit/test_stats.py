@@ -25,10 +25,13 @@ def test_empty_is_refused():
 
 
 def test_large_prices_with_tiny_spread_stay_exact():
-    # Naive E[x²]−E[x]² loses everything to cancellation here (and can go negative); the true value is 0.005.
-    prices = [99999.995, 100000.005] * 50
-    assert population_std(prices) == 0.01 / 2
-    assert population_std([1e9 + 0.01, 1e9 - 0.01]) == 0.01
+    # The true deviation is 0.01; the naive E[x²]−E[x]² loses it to cancellation at this magnitude (and can even go
+    # negative), which this test shows first.
+    prices = [99999.99, 100000.01] * 50
+    naive_variance = sum(p * p for p in prices) / 100 - (sum(prices) / 100) ** 2
+    assert abs(naive_variance - 0.0001) / 0.0001 > 0.1  # more than 10 % off
+    assert population_std(prices) == 0.01
+    assert population_std([1e9 + 0.25, 1e9 - 0.25]) == 0.25
 
 
 def test_deviation_covers_only_the_last_100_records():
