@@ -1,0 +1,104 @@
+"""End to end on real processes: gunicorn web + Celery worker + Redis + fake CoinGecko; and `make run`'s supervisor."""
+import signal
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.broker import embedded_socket, responds
+from app.config import Settings
+from beat_schedule import TASK_NAME, build_schedule
+from tasks.celery_app import make_celery
+from tests.procs import PY, Proc, free_port, wait_until, web, worker
+
+pytestmark = pytest.mark.slow
+
+
+def get(port, path):
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+
+
+def answers(port, path, expected):
+    response = get(port, path)
+    return response.status_code == 200 and response.json() == expected
+
+
+@pytest.fixture
+def env(subprocess_env, redis_url, fake_coingecko, tmp_path):
+    return {**subprocess_env, "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data"),
+            "COINGECKO_BASE_URL": fake_coingecko.base_url, "PORT": str(free_port()),
+            "REFRESH_INTERVAL_SECONDS": "3600"}  # so only crypto-update can make the web see new data quickly
+
+
+def test_scheduled_trigger_reaches_the_web_through_crypto_update(env, fake_coingecko, tmp_path):
+    port = env["PORT"]
+    fake_coingecko.set_price("bitcoin", 40000, market_cap=800000000, change_24h=3.4)
+    w, site = worker(env, tmp_path), web(env, tmp_path)
+    try:
+        wait_until(lambda: answers(port, "/stats?coin=bitcoin",
+                                   {"price": 40000, "marketCap": 800000000, "24hChange": 3.4}),
+                   40, what="first stats")
+        # Split mode as a user runs it: the Procfile's web, a worker, and beat's own entry sent over Redis.
+        fake_coingecko.set_price("bitcoin", 50000, market_cap=900000000, change_24h=-2.5)
+        settings = Settings.from_env(env)
+        entry = build_schedule(settings)[TASK_NAME]
+        app = make_celery(settings)
+        # The start-up update already stored the current slot, so this trigger stands for the next tick.
+        next_slot = settings.schedule.next(datetime.now(timezone.utc)).isoformat()
+        app.send_task(entry["task"], kwargs={**entry["kwargs"], "slot": next_slot}, **entry["options"])
+        sent = time.monotonic()
+        wait_until(lambda: answers(port, "/stats?coin=bitcoin",
+                                   {"price": 50000, "marketCap": 900000000, "24hChange": -2.5}),
+                   15, what="new price visible")
+        assert time.monotonic() - sent < 10
+        assert get(port, "/deviation?coin=bitcoin").json() == {"deviation": 5000.0}
+        assert get(port, "/api/v1/deviation?coin=bitcoin").json() == {"deviation": 5000.0}
+        assert get(port, "/stats?coin=matic-network").status_code == 200
+        # Bad input over real HTTP: JSON errors, never a 500.
+        assert get(port, "/stats").status_code == 400
+        assert get(port, "/stats?coin=dogecoin").status_code == 404
+        assert get(port, "/nope").json()["error"]["code"] == "not_found"
+        # CoinGecko breaks: the web keeps the last good data, no process dies.
+        fake_coingecko.enqueue("html", status=200)
+        app.send_task(TASK_NAME)
+        wait_until(lambda: "CoinGecko answered 200 with HTML" in w.output, 15, what="failure logged")
+        assert get(port, "/stats?coin=bitcoin").json()["price"] == 50000
+        assert w.popen.poll() is None and site.popen.poll() is None
+    finally:
+        w.stop(), site.stop()
+
+
+def test_bad_configuration_stops_the_web_and_worker_naming_the_variable(env, tmp_path):
+    bad = {**env, "UPDATE_CRON": "every quarter"}
+    for name, args in (("web", [PY, "-m", "gunicorn", "wsgi:app"]),
+                       ("worker", [PY, "-m", "celery", "-A", "tasks", "worker"])):
+        result = subprocess.run(args, env=bad, cwd=Path(__file__).parents[2], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode != 0, name
+        assert "UPDATE_CRON" in result.stderr, (name, result.stderr[-500:])
+        assert "Traceback" not in result.stderr, name
+
+
+def test_make_run_supervisor_serves_and_stops_cleanly(subprocess_env, fake_coingecko, short_tmp):
+    data_dir = short_tmp / "run"
+    port = free_port()
+    env = {**subprocess_env, "DATA_DIR": str(data_dir), "PORT": str(port),
+           "COINGECKO_BASE_URL": fake_coingecko.base_url}
+    fake_coingecko.set_price("ethereum", 2200, market_cap=260000000000, change_24h=1.5)
+    run = Proc("run", [PY, "-m", "app.cli", "run"], env, short_tmp)
+    try:
+        wait_until(lambda: answers(port, "/stats?coin=ethereum",
+                                   {"price": 2200, "marketCap": 260000000000, "24hChange": 1.5}),
+                   60, what="make run serving")
+        assert f"http://127.0.0.1:{port}/stats?coin=bitcoin" in run.output
+        assert responds(f"unix://{embedded_socket(data_dir)}")  # embedded Redis, no REDIS_URL given
+        assert fake_coingecko.request_count("/simple/price") == 1  # one start-up update, not one per process
+        run.popen.send_signal(signal.SIGINT)  # Ctrl-C
+        assert run.popen.wait(40) == 0
+        assert not responds(f"unix://{embedded_socket(data_dir)}")
+        assert "Traceback" not in run.output
+    finally:
+        run.stop()
