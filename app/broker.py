@@ -196,6 +196,11 @@ class RedisUpdateBus:
         with self._errors("read"):
             return bool(self.client.exists(KEY_PREFIX + key))
 
+    def remaining(self, key: str) -> float | None:
+        with self._errors("read"):
+            ms = self.client.pttl(KEY_PREFIX + key)
+        return ms / 1000 if ms and ms > 0 else None
+
     def ping(self) -> None:
         with self._errors("ping"):
             self.client.ping()

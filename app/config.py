@@ -40,6 +40,9 @@ class Settings:
     upstream_connect_timeout_seconds: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT_SECONDS
     upstream_read_timeout_seconds: float = 20.0  # UPSTREAM_READ_TIMEOUT_SECONDS
     refresh_interval_seconds: float = 60.0  # REFRESH_INTERVAL_SECONDS: web re-reads the store this often anyway
+    # BROKER_VISIBILITY_TIMEOUT_SECONDS: a run taken by a worker that died is redelivered after this long; None =
+    # half the update interval (at least 60 s), so it is redelivered before it expires at the next tick.
+    broker_visibility_timeout_seconds: float | None = None
     log_level: str = "INFO"  # LOG_LEVEL
 
     @classmethod
@@ -72,6 +75,9 @@ class Settings:
             upstream_connect_timeout_seconds=_float(get, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 120),
             upstream_read_timeout_seconds=_float(get, "UPSTREAM_READ_TIMEOUT_SECONDS", 20.0, 0.1, 600),
             refresh_interval_seconds=_float(get, "REFRESH_INTERVAL_SECONDS", 60.0, 1, 86400),
+            broker_visibility_timeout_seconds=(
+                _float(get, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 0, 1, 86400)
+                if get("BROKER_VISIBILITY_TIMEOUT_SECONDS") else None),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
         )
         return settings
@@ -84,6 +90,13 @@ class Settings:
     def update_interval(self) -> timedelta:
         """The shortest gap between two scheduled updates (15 minutes by default)."""
         return self.schedule.shortest_interval()
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Seconds before Redis redelivers a run whose worker died without acknowledging it."""
+        if self.broker_visibility_timeout_seconds is not None:
+            return self.broker_visibility_timeout_seconds
+        return max(60.0, self.update_interval.total_seconds() / 2)
 
     @property
     def tracked(self) -> TrackedCoins:

@@ -66,6 +66,9 @@ class UpdateBus(Protocol):
     def is_claimed(self, key: str) -> bool:
         """Whether a marker is set."""
 
+    def remaining(self, key: str) -> float | None:
+        """Seconds until a marker expires, or None when it is not set."""
+
     def ping(self) -> None:
         """Raise BrokerUnavailable if Redis cannot be reached."""
 

@@ -13,16 +13,16 @@ from beat_schedule import build_schedule
 
 
 def celery_config(settings: Settings, redis_url: str) -> dict:
-    interval = settings.update_interval.total_seconds()
     return dict(
         broker_url=broker.kombu_url(redis_url),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep reconnecting through a Redis outage
         # A run is acknowledged only after it finished; if its worker dies (SIGKILL, OOM) Redis redelivers it once
-        # the visibility timeout passes. It must exceed the longest retry countdown (< one interval).
+        # the visibility timeout passes: half an interval by default, so the redelivered run is still before its
+        # expiry. Retry countdowns are kept below it (a countdown message is held unacknowledged meanwhile).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        broker_transport_options={"visibility_timeout": int(max(3600, 2 * interval))},
+        broker_transport_options={"visibility_timeout": int(settings.visibility_timeout)},
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,

@@ -51,7 +51,7 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
         report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
                             slot_ttl=2 * settings.update_interval)
     except AppError as exc:
-        delay = retry_delay(exc, attempt, now, deadline_at)
+        delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.visibility_timeout - 30)
         report_failure(s.bus, exc, s.clock, delay)
         if delay is None:
             reason = "not retryable" if not exc.transient else "no time left before the next scheduled run"

@@ -49,6 +49,7 @@ class FakeBus:
         self.events: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []
         self.claims: set[str] = set()
+        self.ttls: dict[str, float] = {}
         self.down = False
 
     def _check(self) -> None:
@@ -73,11 +74,16 @@ class FakeBus:
         if key in self.claims:
             return False
         self.claims.add(key)
+        self.ttls[key] = ttl_seconds
         return True
 
     def is_claimed(self, key: str) -> bool:
         self._check()
         return key in self.claims
+
+    def remaining(self, key: str) -> float | None:
+        self._check()
+        return self.ttls.get(key) if key in self.claims else None
 
     def ping(self) -> None:
         self._check()

@@ -80,7 +80,12 @@ def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, track
                 return None
         except BrokerUnavailable as exc:
             log.warning("cannot check slot %s (%s); running anyway, the store ignores duplicates", slot, exc)
-    report = poll_prices(source, repo, tracked, clock, slot)
+    _respect_cooldown(bus)
+    try:
+        report = poll_prices(source, repo, tracked, clock, slot)
+    except UpstreamRateLimited as exc:
+        _start_cooldown(bus, exc)
+        raise
     try:
         if slot is not None:
             bus.claim(slot_key(slot), int(slot_ttl.total_seconds()))
@@ -88,6 +93,29 @@ def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, track
     except BrokerUnavailable as exc:
         log.warning("stored %d new records but could not announce them: %s", report.new_records, exc)
     return report
+
+
+COOLDOWN_KEY = "upstream-cooldown"
+
+
+def _respect_cooldown(bus: UpdateBus) -> None:
+    """Raise UpstreamRateLimited without calling CoinGecko while an earlier 429's Retry-After runs, whichever
+    worker or run received it: coingecko.md §7, never send again before Retry-After."""
+    try:
+        remaining = bus.remaining(COOLDOWN_KEY)
+    except BrokerUnavailable:
+        return
+    if remaining:
+        raise UpstreamRateLimited(f"CoinGecko asked us to wait; {remaining:.0f} s of its Retry-After left",
+                                  retry_after=remaining)
+
+
+def _start_cooldown(bus: UpdateBus, exc: UpstreamRateLimited) -> None:
+    seconds = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
+    try:
+        bus.claim(COOLDOWN_KEY, max(1, round(seconds)))
+    except BrokerUnavailable:
+        pass
 
 
 def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime],
@@ -102,12 +130,13 @@ def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime
 
 
 def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime,
-                rng: Callable[[], float] = random.random) -> float | None:
+                rng: Callable[[], float] = random.random, max_delay: float | None = None) -> float | None:
     """Seconds to wait before retrying after `error` on attempt number `attempt` (0-based), or None to give up.
 
     Permanent errors are not retried. A 429 waits for Retry-After (or 60 s when absent) plus jitter, never less.
     Other transient errors back off exponentially (10 s, 20 s, 40 s, … up to 5 min) with jitter. No retry is
-    scheduled at or past `deadline` (the next scheduled run), so an outage never piles up stale runs.
+    scheduled at or past `deadline` (the next scheduled run), so an outage never piles up stale runs, nor one
+    longer than `max_delay` (the broker's visibility timeout: a longer countdown would be redelivered early).
     """
     if not error.transient:
         return None
@@ -117,7 +146,7 @@ def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime
     else:
         base = min(MAX_BACKOFF_SECONDS, 10.0 * 2 ** attempt)
         delay = base * (0.75 + 0.5 * rng())
-    if now + timedelta(seconds=delay) >= deadline:
+    if now + timedelta(seconds=delay) >= deadline or (max_delay is not None and delay > max_delay):
         return None
     return delay
 

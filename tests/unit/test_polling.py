@@ -115,3 +115,20 @@ def test_startup_update_needed_when_any_coin_is_missing_or_old(clock):
     repo.add_batch(answer().observations)
     assert not needs_startup_update(repo, TRACKED, clock() + timedelta(minutes=5), timedelta(minutes=15))
     assert needs_startup_update(repo, TRACKED, clock() + timedelta(minutes=16), timedelta(minutes=15))
+
+
+def test_a_429_stops_every_run_from_calling_coingecko_until_retry_after(bus, clock):
+    repo = InMemoryPriceRepository()
+    source = FakePriceSource(UpstreamRateLimited("429", retry_after=119), answer())
+    with pytest.raises(UpstreamRateLimited):
+        run_update(source, repo, bus, TRACKED, clock)
+    with pytest.raises(UpstreamRateLimited) as err:
+        run_update(source, repo, bus, TRACKED, clock)  # another run, maybe on another worker
+    assert len(source.calls) == 1  # the second run did not send
+    assert err.value.retry_after == 119
+
+
+def test_no_countdown_longer_than_the_visibility_timeout():
+    error = UpstreamRateLimited("429", retry_after=500)
+    assert retry_delay(error, 0, T0, T0 + timedelta(hours=1), max_delay=420) is None
+    assert retry_delay(UpstreamServerError("500"), 0, T0, DEADLINE, max_delay=420) is not None
