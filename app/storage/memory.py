@@ -1,11 +1,20 @@
 """In-memory price store, for fast tests of services; it keeps the same contract as the real stores."""
 from __future__ import annotations
 
+import dataclasses
 import threading
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Sequence
 
 from app.domain.model import Observation
+
+
+def _as_stored(o: Observation) -> Observation:
+    """The record as the real stores give it back: times in UTC, fetched_at to the millisecond (MongoDB's
+    resolution, which SQLite keeps too), so services tested on this fake see what production sees."""
+    fetched = o.fetched_at.astimezone(timezone.utc)
+    return dataclasses.replace(o, observed_at=o.observed_at.astimezone(timezone.utc),
+                               fetched_at=fetched.replace(microsecond=fetched.microsecond // 1000 * 1000))
 
 
 class InMemoryPriceRepository:
@@ -25,8 +34,13 @@ class InMemoryPriceRepository:
 
     def add_batch(self, observations: Sequence[Observation]) -> int:
         self._check()
+        # Built aside and applied with one update, so a batch that fails partway (a record that cannot be keyed)
+        # leaves nothing; the first record of a key repeated in the batch wins, as in the real stores.
         with self._lock:
-            new = {o.key: o for o in observations if o.key not in self._records}
+            new: dict[tuple, Observation] = {}
+            for o in observations:
+                if o.key not in self._records:
+                    new.setdefault(o.key, _as_stored(o))
             self._records.update(new)
             return len(new)
 

@@ -1,6 +1,7 @@
 """SQLite price store (stdlib sqlite3, WAL): the embedded default under DATA_DIR."""
 from __future__ import annotations
 
+import calendar
 import os
 import sqlite3
 import threading
@@ -28,10 +29,24 @@ CREATE TABLE IF NOT EXISTS observations (
 ) WITHOUT ROWID;
 """
 _COLUMNS = "coin, vs_currency, observed_at, fetched_at, price, market_cap, volume_24h, change_24h"
+# ON CONFLICT names the key, so only an existing key is skipped: `INSERT OR IGNORE` would also skip, silently, a row
+# that breaks NOT NULL, and the batch would "succeed" without it.
+_INSERT = (f"INSERT INTO observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT (coin, vs_currency, observed_at) DO NOTHING")
+_LAST_N = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
+           "ORDER BY observed_at DESC LIMIT ?")
+_BETWEEN = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
+            "AND observed_at >= ? AND observed_at < ? ORDER BY observed_at")
+
+
+def _epoch_ms(at: datetime) -> int:
+    # Exactly as BSON encodes a date (whole milliseconds, rounded down, integer arithmetic), so both stores give
+    # back the same instant for the same input.
+    return calendar.timegm(at.utctimetuple()) * 1000 + at.microsecond // 1000
 
 
 def _to_row(o: Observation) -> tuple:
-    return (o.coin, o.vs_currency, int(o.observed_at.timestamp()), round(o.fetched_at.timestamp() * 1000), o.price,
+    return (o.coin, o.vs_currency, _epoch_ms(o.observed_at) // 1000, _epoch_ms(o.fetched_at), o.price,
             o.market_cap, o.volume_24h, o.change_24h)
 
 
@@ -83,16 +98,14 @@ class SqlitePriceRepository:
             raise StorageUnavailable(f"cannot create SQLite schema: {exc}") from exc
 
     def add_batch(self, observations: Sequence[Observation]) -> int:
-        """One transaction: all rows or none. Existing keys are ignored, so a replayed run adds nothing."""
+        """One transaction: all rows or none. Existing keys are skipped (and a key repeated in the batch is stored
+        once, as first given), so a replayed run adds nothing."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [_to_row(o) for o in observations],
-                )
+                conn.executemany(_INSERT, [_to_row(o) for o in observations])
                 added = conn.total_changes - before
                 conn.execute("COMMIT")
             except BaseException:
@@ -107,22 +120,19 @@ class SqlitePriceRepository:
         return rows[0] if rows else None
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
-            "ORDER BY observed_at DESC LIMIT ?",
-            (coin, vs_currency, n),
-        )
-        return [_from_row(r) for r in rows]
+        if n <= 0:  # SQLite reads a negative LIMIT as "no limit"
+            return []
+        return [_from_row(r) for r in self._query(_LAST_N, (coin, vs_currency, n))]
+
+    def explain_last_n(self, coin: str, vs_currency: str, n: int) -> list[str]:
+        """SQLite's plan for last_n, one line per step (proof that the primary key serves it)."""
+        return [row[3] for row in self._query("EXPLAIN QUERY PLAN " + _LAST_N, (coin, vs_currency, n))]
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         # observed_at is stored in whole seconds: a start inside a second includes that second's record only if the
         # record's time is >= start, which ceil() expresses exactly.
         lo = -(-start.timestamp() // 1)
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
-            "AND observed_at >= ? AND observed_at < ? ORDER BY observed_at",
-            (coin, vs_currency, int(lo), end.timestamp()),
-        )
+        rows = self._query(_BETWEEN, (coin, vs_currency, int(lo), end.timestamp()))
         return [_from_row(r) for r in rows]
 
     def count(self) -> int:

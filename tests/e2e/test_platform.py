@@ -1,4 +1,5 @@
 """End to end on real processes: gunicorn web + Celery worker + Redis + fake CoinGecko; and `make run`'s supervisor."""
+import json
 import signal
 import subprocess
 import time
@@ -11,8 +12,7 @@ import requests
 from app.broker import embedded_socket, responds
 from app.config import Settings
 from beat_schedule import TASK_NAME, build_schedule
-from tasks.celery_app import make_celery
-from tests.procs import PY, Proc, free_port, wait_until, web, worker
+from tests.procs import PY, Proc, celery_call, free_port, wait_until, web, worker
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +45,12 @@ def test_scheduled_trigger_reaches_the_web_through_crypto_update(env, fake_coing
         fake_coingecko.set_price("bitcoin", 50000, market_cap=900000000, change_24h=-2.5)
         settings = Settings.from_env(env)
         entry = build_schedule(settings)[TASK_NAME]
-        app = make_celery(settings)
         # The start-up update already stored the current slot, so this trigger stands for the next tick.
         next_slot = settings.schedule.next(datetime.now(timezone.utc)).isoformat()
-        app.send_task(entry["task"], kwargs={**entry["kwargs"], "slot": next_slot}, **entry["options"])
         sent = time.monotonic()
+        result = celery_call(env, "--kwargs", json.dumps({**entry["kwargs"], "slot": next_slot}),
+                             "--expires", str(entry["options"]["expires"]))
+        assert result.returncode == 0, result.stderr
         wait_until(lambda: answers(port, "/stats?coin=bitcoin",
                                    {"price": 50000, "marketCap": 900000000, "24hChange": -2.5}),
                    15, what="new price visible")
@@ -63,7 +64,7 @@ def test_scheduled_trigger_reaches_the_web_through_crypto_update(env, fake_coing
         assert get(port, "/nope").json()["error"]["code"] == "not_found"
         # CoinGecko breaks: the web keeps the last good data, no process dies.
         fake_coingecko.enqueue("html", status=200)
-        app.send_task(TASK_NAME)
+        assert celery_call(env).returncode == 0
         wait_until(lambda: "CoinGecko answered 200 with HTML" in w.output, 15, what="failure logged")
         assert get(port, "/stats?coin=bitcoin").json()["price"] == 50000
         assert w.popen.poll() is None and site.popen.poll() is None

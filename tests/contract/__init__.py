@@ -1,0 +1,1 @@
+"""Contract tests of the PriceRepository port: one suite, run against every store (see conftest.py)."""
