@@ -14,3 +14,6 @@ timeout = 30
 graceful_timeout = 20  # SIGTERM: finish in-flight requests, then exit
 keepalive = 5
 preload_app = False  # create_app (and its store clients) runs in each worker, after fork
+# gunicorn's runtime control socket is one shared path per user: several web processes on one machine (tests,
+# side-by-side deployments) would fight over it, and the platform does not use it.
+control_socket_disable = True
