@@ -58,6 +58,7 @@ class StatsView:
         self._loaded = False
         self._last_event: dict[str, Any] | None = None
         self._refresh_lock = threading.Lock()
+        self._last_demand_refresh = float("-inf")
 
     @property
     def loaded(self) -> bool:
@@ -82,9 +83,12 @@ class StatsView:
         source_id = self.tracked.resolve(coin)
         vs = self.tracked.resolve_currency(vs_currency)
         found = self._summaries.get((source_id, vs))
-        if found is None and not self._loaded:
+        if found is None and not self._loaded and time.monotonic() - self._last_demand_refresh >= 5.0:
+            # Nothing loaded yet (just started, or the store was down): one request in five seconds may wait on
+            # the store, the others answer at once.
+            self._last_demand_refresh = time.monotonic()
             try:
-                self.refresh()  # the store was unreachable when we started; try once more on demand
+                self.refresh()
             except AppError:
                 pass
             found = self._summaries.get((source_id, vs))
@@ -115,7 +119,7 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
     while disconnected) and every `every_seconds` anyway. Runs until `stop` is set; survives Redis and store
     outages (logs once per outage, retries with backoff).
     """
-    last = 0.0
+    last = float("-inf")  # refresh at once on start
     backoff = 1.0
     redis_down = False
     while not stop.is_set():

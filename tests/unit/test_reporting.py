@@ -1,0 +1,62 @@
+"""The web's in-memory view and the loop that keeps it fresh, over fakes."""
+import threading
+from datetime import timedelta
+
+import pytest
+
+from app.domain.errors import NoData, StorageUnavailable
+from app.domain.model import TrackedCoins
+from app.services.reporting import StatsView, keep_fresh
+from app.storage.memory import InMemoryPriceRepository
+from tests.fakes import T0, obs
+from tests.procs import wait_until
+
+TRACKED = TrackedCoins(("bitcoin", "ethereum"))
+
+
+@pytest.fixture
+def repo():
+    return InMemoryPriceRepository()
+
+
+@pytest.fixture
+def view(repo, clock):
+    return StatsView(repo, TRACKED, clock, stale_after=timedelta(minutes=30))
+
+
+def test_answers_come_from_memory_while_the_store_is_down(view, repo):
+    repo.add_batch([obs("bitcoin", 40000)])
+    view.refresh()
+    repo.fail_with = StorageUnavailable("down")
+    with pytest.raises(StorageUnavailable):
+        view.refresh()
+    summary, freshness = view.summary("bitcoin", None)
+    assert summary.latest.price == 40000 and not freshness.stale
+
+
+def test_a_store_that_was_down_at_start_is_read_on_demand(view, repo):
+    repo.fail_with = StorageUnavailable("down")
+    with pytest.raises(NoData) as err:
+        view.summary("bitcoin", None)
+    assert "unreachable" in err.value.message
+    repo.fail_with = None
+    repo.add_batch([obs("bitcoin", 40000)])
+    view._last_demand_refresh = float("-inf")  # past the five-second guard
+    assert view.summary("bitcoin", None)[0].latest.price == 40000
+
+
+def test_keep_fresh_refreshes_on_events_and_survives_a_redis_outage(view, repo, bus):
+    stop = threading.Event()
+    thread = threading.Thread(target=keep_fresh, args=(view, bus, 3600, stop), kwargs={"poll_timeout": 0.01})
+    thread.start()
+    try:
+        wait_until(lambda: view.loaded, 5, what="first refresh")
+        bus.down = True
+        repo.add_batch([obs("bitcoin", 41000, T0 + timedelta(minutes=15))])
+        bus.down = False
+        bus.publish({"event": "stored", "coins": ["bitcoin"]})
+        wait_until(lambda: view.summary("bitcoin", None)[0].latest.price == 41000, 10, what="refresh after event")
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
