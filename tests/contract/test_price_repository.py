@@ -205,6 +205,7 @@ def test_a_large_history_reads_back_through_the_key_index(backend, repo):
     records = history("bitcoin", size)
     for i in range(0, size, backend.history_batch):
         assert repo.add_batch(records[i:i + backend.history_batch]) == len(records[i:i + backend.history_batch])
+    assert repo.add_batch(records[-backend.history_batch:]) == 0  # a large replay too
     repo.add_batch(history("ethereum", 100) + history("bitcoin", 100, vs="eur"))  # neighbours in the index
 
     assert repo.count() == size + 200
