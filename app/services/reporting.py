@@ -121,7 +121,7 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
     """
     last = float("-inf")  # refresh at once on start
     backoff = 1.0
-    redis_down = False
+    redis_down = store_down = False
     while not stop.is_set():
         try:
             event = bus.next_event(timeout=poll_timeout)
@@ -141,6 +141,12 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
             try:
                 view.refresh()
                 last = time.monotonic()
+                if store_down:
+                    log.info("store reachable again; stats refreshed")
+                    store_down = False
             except AppError as exc:
-                log.warning("could not refresh stats from the store: %s", exc)
+                if not store_down:
+                    log.warning("cannot refresh stats from the store (%s); serving what is in memory, retrying "
+                                "every few seconds", exc.message)
+                    store_down = True
                 last = time.monotonic() - every_seconds + min(every_seconds, 5.0)  # try again in a few seconds
