@@ -36,7 +36,7 @@ def _to_doc(o: Observation) -> dict[str, Any]:
 def _stored_key(coin: str, vs_currency: str, at: datetime) -> tuple[str, str, datetime]:
     """The key as the server holds it: BSON dates are UTC milliseconds, so a key written with microseconds (or in
     another zone) matches the stored one only after the same rounding. Naive times are UTC, as BSON reads them."""
-    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    at = _utc(at)
     return coin, vs_currency, at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
@@ -52,9 +52,14 @@ def _times_filter(times: list[datetime]) -> dict[str, Any]:
     return {"$gte": min(times), "$lte": max(times)}
 
 
+def _utc(at: datetime) -> datetime:
+    # The client is created with tzinfo=timezone.utc, but mongomock ignores that option; normalise here too.
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
 def _from_doc(d: dict[str, Any]) -> Observation:
     return Observation(d["coin"], d["vs_currency"], d["price"], d.get("market_cap"), d.get("volume_24h"),
-                       d.get("change_24h"), d["observed_at"], d["fetched_at"])
+                       d.get("change_24h"), _utc(d["observed_at"]), _utc(d["fetched_at"]))
 
 
 class MongoPriceRepository:
@@ -75,6 +80,7 @@ class MongoPriceRepository:
             retryWrites=True,
             retryReads=True,
             tz_aware=True,
+            tzinfo=timezone.utc,  # else bson's own utc object, which e.g. email.utils refuses as "not UTC"
             appname="crypto-stats-platform",
         )
         self._client: MongoClient | None = None

@@ -166,7 +166,7 @@ class MongomockBackend(Backend):
         server = ServerStore()
         uri = "mongodb://mongomock.invalid/cryptostats_contract"
         self.repo = MongoPriceRepository(
-            uri, client_factory=lambda: mongomock.MongoClient(uri, tz_aware=True, _store=server))
+            uri, client_factory=lambda: mongomock.MongoClient(uri, tz_aware=True, tzinfo=timezone.utc, _store=server))
         self.repo.ensure_schema()
         return self.repo
 
