@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean fake-coingecko
+.PHONY: install run test bench clean fake-coingecko
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Store benchmark: 100,000 records per backend (SQLite, memory; MongoDB too when MONGODB_TEST_URI is set).
+bench: install
+	$(BIN)/python -m tests.contract.bench_store
 
 # An offline CoinGecko for demos: run it, then `COINGECKO_BASE_URL=http://127.0.0.1:8900/api/v3 make run`.
 fake-coingecko: install
