@@ -1,0 +1,75 @@
+"""Graceful shutdown of the web and of beat (the worker's is in test_worker_loss.py): gunicorn answers the requests
+in flight when it gets SIGTERM, and beat exits 0."""
+import signal
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.domain.model import Observation
+from app.storage.sqlite import SqlitePriceRepository
+from tests.procs import wait_until
+
+pytestmark = pytest.mark.slow
+
+BODY = b'{"price":40000,"marketCap":800000000000,"24hChange":3.4}'
+
+
+def seed(platform) -> None:
+    """Data in the store without a worker: the web reads it at start."""
+    repo = SqlitePriceRepository(platform.db_path)
+    repo.ensure_schema()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    repo.add_batch([Observation("bitcoin", "usd", 40000, 800e9, 1e9, 3.4, now - timedelta(seconds=1), now)])
+    repo.close()
+
+
+def half_sent(port: str) -> socket.socket:
+    """A request whose last header line is not sent yet: the server has it in hand, waiting for the rest."""
+    sock = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+    sock.sendall(b"GET /stats?coin=bitcoin HTTP/1.1\r\nHost: localhost\r\n")
+    return sock
+
+
+def finish(sock: socket.socket) -> bytes:
+    sock.sendall(b"Connection: close\r\n\r\n")
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    return b"".join(chunks)
+
+
+def test_gunicorn_answers_the_requests_in_flight_when_sigterm_arrives(make_platform, figures):
+    """gunicorn SIGTERMed with requests in flight: all answered 200, exit 0"""
+    platform = make_platform(WEB_CONCURRENCY="2")
+    seed(platform)
+    web = platform.web()
+    wait_until(lambda: platform.get("/stats?coin=bitcoin", counted=False).status_code == 200, 30, what="web up")
+    in_flight = [half_sent(platform.port) for _ in range(6)]
+    time.sleep(0.5)  # accepted by the gunicorn processes
+    web.popen.send_signal(signal.SIGTERM)
+    figures.faults += 1
+    wait_until(lambda: "Handling signal: term" in web.output, 10, what="gunicorn shutting down")
+    time.sleep(0.5)
+    assert web.popen.poll() is None  # still up, for the requests it holds
+    answers = [finish(sock) for sock in in_flight]
+    statuses = [answer.split(b"\r\n", 1)[0] for answer in answers]
+    for status in statuses:
+        figures.answered(int(status.split(b" ")[1]))
+    assert statuses == [b"HTTP/1.1 200 OK"] * len(in_flight)
+    assert all(answer.endswith(BODY + b"\n") for answer in answers)
+    assert web.popen.wait(30) == 0
+    assert figures.failures() == {}
+
+
+def test_beat_exits_0_on_sigterm(make_platform, figures):
+    """beat SIGTERMed: exits 0"""
+    platform = make_platform()
+    beat = platform.beat()
+    wait_until(lambda: "update schedule" in beat.output, 30, what="beat started")
+    beat.popen.send_signal(signal.SIGTERM)
+    figures.faults += 1
+    assert beat.popen.wait(20) == 0
+    assert "Traceback" not in beat.output
