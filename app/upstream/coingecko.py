@@ -22,6 +22,10 @@ from app.ports import FetchResult
 
 USER_AGENT = "crypto-stats-platform/1.0 (+self-hosted CoinGecko poller)"  # coingecko.md §6: send an explicit UA
 KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}  # coingecko.md §1
+# A last_updated_at later than our request by more than ordinary clock skew (Kerberos tolerates 5 min) is garbage.
+# Stored, it would be "the newest record" until real time caught up (records sort by it), hiding every later update;
+# beyond year 9999 it does not even fit a datetime.
+MAX_CLOCK_SKEW_SECONDS = 300
 
 
 class QuoteSchema(Schema):
@@ -45,7 +49,7 @@ def parse_simple_price(body: Any, coins: Sequence[str], vs_currencies: Sequence[
 
     CoinGecko drops unknown ids silently and answers an unsupported currency with an empty object (coingecko.md §3).
     A market cap of 0 means "unknown" (§6) and is stored as None. A missing last_updated_at falls back to our fetch
-    time, to the second.
+    time, to the second; one more than MAX_CLOCK_SKEW_SECONDS after it is rejected.
     """
     if not isinstance(body, dict):
         raise UpstreamBadResponse(f"expected a JSON object from /simple/price, got {type(body).__name__}")
@@ -71,6 +75,9 @@ def parse_simple_price(body: Any, coins: Sequence[str], vs_currencies: Sequence[
                 quote = _QUOTE.load(raw)
             except ValidationError as exc:
                 rejected[label] = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(exc.messages.items()))
+                continue
+            if quote["last_updated_at"] and quote["last_updated_at"] > fetched_at.timestamp() + MAX_CLOCK_SKEW_SECONDS:
+                rejected[label] = f"last_updated_at: {quote['last_updated_at']} is after the time we asked"
                 continue
             observed = (datetime.fromtimestamp(quote["last_updated_at"], timezone.utc)
                         if quote["last_updated_at"] else fetched_at.replace(microsecond=0))
