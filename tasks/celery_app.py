@@ -22,7 +22,12 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         # expiry. Retry countdowns are kept below it (a countdown message is held unacknowledged meanwhile).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        broker_transport_options={"visibility_timeout": int(settings.visibility_timeout)},
+        # Redis hands a dead worker's run back only when a live worker sweeps for overdue ones, and kombu sweeps
+        # every 100 s by default (10 s x throttle 10): later than a short visibility timeout, and than the expiry of
+        # a run on a short schedule. Sweep about five times per timeout instead (one cheap ZRANGE each).
+        broker_transport_options={"visibility_timeout": int(settings.visibility_timeout),
+                                  "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout / 5))),
+                                  "unacked_restore_throttle": 1},
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,
