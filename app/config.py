@@ -43,6 +43,9 @@ class Settings:
     # BROKER_VISIBILITY_TIMEOUT_SECONDS: a run taken by a worker that died is redelivered after this long; None =
     # half the update interval (at least 60 s), so it is redelivered before it expires at the next tick.
     broker_visibility_timeout_seconds: float | None = None
+    # RETRY_BASE_SECONDS: first wait after a transient failure (CoinGecko 5xx/timeout, store or Redis down); it
+    # doubles per attempt, up to 5 minutes, and never runs past the next scheduled run.
+    retry_base_seconds: float = 10.0
     log_level: str = "INFO"  # LOG_LEVEL
 
     @classmethod
@@ -78,6 +81,7 @@ class Settings:
             broker_visibility_timeout_seconds=(
                 _float(get, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 0, 1, 86400)
                 if get("BROKER_VISIBILITY_TIMEOUT_SECONDS") else None),
+            retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
         )
         return settings
@@ -97,6 +101,14 @@ class Settings:
         if self.broker_visibility_timeout_seconds is not None:
             return self.broker_visibility_timeout_seconds
         return max(60.0, self.update_interval.total_seconds() / 2)
+
+    @property
+    def fetch_claim_seconds(self) -> float:
+        """How long a scheduled run keeps its slot to itself while it fetches: one CoinGecko call (connect + read
+        timeouts) and the store's busy timeout with a margin, but under the visibility timeout, so that a run
+        redelivered after its worker died finds the slot free again."""
+        attempt = self.upstream_connect_timeout_seconds + self.upstream_read_timeout_seconds + 15
+        return max(1.0, min(attempt, self.visibility_timeout / 2))
 
     @property
     def tracked(self) -> TrackedCoins:

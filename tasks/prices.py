@@ -49,9 +49,11 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
     try:
         _ensure_schema(s)
         report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
-                            slot_ttl=2 * settings.update_interval)
+                            slot_ttl=2 * settings.update_interval,
+                            fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), resumed=attempt > 0)
     except AppError as exc:
-        delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.visibility_timeout - 30)
+        delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.visibility_timeout - 30,
+                            base_seconds=settings.retry_base_seconds)
         report_failure(s.bus, exc, s.clock, delay)
         if delay is None:
             reason = "not retryable" if not exc.transient else "no time left before the next scheduled run"

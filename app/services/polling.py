@@ -63,13 +63,20 @@ def slot_key(slot: datetime) -> str:
     return f"slot-done:{slot.isoformat()}"
 
 
+def slot_fetch_key(slot: datetime) -> str:
+    return f"slot-fetching:{slot.isoformat()}"
+
+
 def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, tracked: TrackedCoins,
                clock: Callable[[], datetime], *, slot: datetime | None = None,
-               slot_ttl: timedelta = timedelta(hours=1)) -> UpdateReport | None:
+               slot_ttl: timedelta = timedelta(hours=1), fetch_claim_ttl: timedelta = timedelta(minutes=1),
+               resumed: bool = False) -> UpdateReport | None:
     """One update run: poll, store, then announce on `crypto-update`.
 
-    `slot` is the scheduled tick a beat-triggered run belongs to: a slot already stored is skipped (returns None),
-    so a second beat firing the same tick costs no CoinGecko credit. Manual runs pass no slot and always run.
+    `slot` is the scheduled tick a beat-triggered run belongs to: a slot already stored, or being fetched by
+    another run at this moment, is skipped (returns None), so a second beat firing the same tick costs no CoinGecko
+    credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `fetch_claim_ttl`;
+    `resumed` is True for a retry of a run that took it (it goes ahead). Manual runs pass no slot and always run.
     Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
     safe, and the web re-reads the store periodically.
     """
@@ -77,6 +84,11 @@ def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, track
         try:
             if bus.is_claimed(slot_key(slot)):
                 log.info("slot %s already stored; skipping this duplicate trigger", slot.isoformat())
+                return None
+            # Checking "stored" alone leaves a window: twins started together both see nothing stored yet.
+            if not resumed and not bus.claim(slot_fetch_key(slot), int(fetch_claim_ttl.total_seconds())):
+                log.info("slot %s is already being fetched by another run; skipping this duplicate trigger",
+                         slot.isoformat())
                 return None
         except BrokerUnavailable as exc:
             log.warning("cannot check slot %s (%s); running anyway, the store ignores duplicates", slot, exc)
@@ -130,13 +142,15 @@ def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime
 
 
 def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime,
-                rng: Callable[[], float] = random.random, max_delay: float | None = None) -> float | None:
+                rng: Callable[[], float] = random.random, max_delay: float | None = None,
+                base_seconds: float = 10.0) -> float | None:
     """Seconds to wait before retrying after `error` on attempt number `attempt` (0-based), or None to give up.
 
     Permanent errors are not retried. A 429 waits for Retry-After (or 60 s when absent) plus jitter, never less.
-    Other transient errors back off exponentially (10 s, 20 s, 40 s, … up to 5 min) with jitter. No retry is
-    scheduled at or past `deadline` (the next scheduled run), so an outage never piles up stale runs, nor one
-    longer than `max_delay` (the broker's visibility timeout: a longer countdown would be redelivered early).
+    Other transient errors back off exponentially from `base_seconds` (10 s, 20 s, 40 s, … up to 5 min) with
+    jitter. No retry is scheduled at or past `deadline` (the next scheduled run), so an outage never piles up stale
+    runs, nor one longer than `max_delay` (the broker's visibility timeout: a longer countdown would be redelivered
+    early).
     """
     if not error.transient:
         return None
@@ -144,7 +158,7 @@ def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime
         base = error.retry_after if error.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
         delay = base + rng() * min(30.0, max(1.0, base * 0.25))
     else:
-        base = min(MAX_BACKOFF_SECONDS, 10.0 * 2 ** attempt)
+        base = min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** attempt)
         delay = base * (0.75 + 0.5 * rng())
     if now + timedelta(seconds=delay) >= deadline or (max_delay is not None and delay > max_delay):
         return None
