@@ -188,9 +188,11 @@ class RedisUpdateBus:
             except (redis.RedisError, OSError):
                 pass
 
-    def claim(self, key: str, ttl_seconds: int) -> bool:
+    def claim(self, key: str, ttl_seconds: int, owner: str | None = None) -> bool:
         with self._errors("claim"):
-            return bool(self.client.set(KEY_PREFIX + key, "1", nx=True, ex=max(1, int(ttl_seconds))))
+            if self.client.set(KEY_PREFIX + key, owner or "1", nx=True, ex=max(1, int(ttl_seconds))):
+                return True
+            return owner is not None and self.client.get(KEY_PREFIX + key) == owner.encode()
 
     def is_claimed(self, key: str) -> bool:
         with self._errors("read"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from pathlib import Path
 from typing import Mapping
@@ -86,11 +87,11 @@ class Settings:
         )
         return settings
 
-    @property
+    @cached_property
     def schedule(self) -> CronSchedule:
         return CronSchedule.parse(self.update_cron)
 
-    @property
+    @cached_property
     def update_interval(self) -> timedelta:
         """The shortest gap between two scheduled updates (15 minutes by default)."""
         return self.schedule.shortest_interval()
@@ -103,12 +104,23 @@ class Settings:
         return max(60.0, self.update_interval.total_seconds() / 2)
 
     @property
+    def attempt_seconds(self) -> float:
+        """The longest one run attempt takes: CoinGecko's connect and read timeouts, the store's busy timeout."""
+        return self.upstream_connect_timeout_seconds + self.upstream_read_timeout_seconds + 15
+
+    @property
+    def max_retry_delay_seconds(self) -> float:
+        """The longest retry countdown. A worker holds a countdown message unacknowledged, so countdown plus the
+        attempt should fit in the visibility timeout, or Redis hands the message to another worker too (one extra,
+        idempotent run). With a very short timeout, half of it still allows retries rather than none."""
+        return max(self.visibility_timeout / 2, self.visibility_timeout - self.attempt_seconds)
+
+    @property
     def fetch_claim_seconds(self) -> float:
         """How long a scheduled run keeps its slot to itself while it fetches: one CoinGecko call (connect + read
         timeouts) and the store's busy timeout with a margin, but under the visibility timeout, so that a run
         redelivered after its worker died finds the slot free again."""
-        attempt = self.upstream_connect_timeout_seconds + self.upstream_read_timeout_seconds + 15
-        return max(1.0, min(attempt, self.visibility_timeout / 2))
+        return max(1.0, min(self.attempt_seconds, self.visibility_timeout / 2))
 
     @property
     def tracked(self) -> TrackedCoins:

@@ -60,8 +60,9 @@ class UpdateBus(Protocol):
         """Wait up to `timeout` s for an event. Returns {"event": "resubscribed"} after (re)subscribing, since events
         may have been missed. Raises BrokerUnavailable when Redis is down (the next call tries again)."""
 
-    def claim(self, key: str, ttl_seconds: int) -> bool:
-        """Set a marker unless it exists (SET NX EX); True when this caller set it."""
+    def claim(self, key: str, ttl_seconds: int, owner: str | None = None) -> bool:
+        """Set a marker unless it exists (SET NX EX). True when this call set it, or when `owner` is given and
+        the marker is already held by that same owner (a retried or redelivered run keeps its claim)."""
 
     def is_claimed(self, key: str) -> bool:
         """Whether a marker is set."""

@@ -9,7 +9,8 @@ from celery.signals import after_setup_logger, beat_init, worker_ready
 
 from app.bootstrap import Services, announce, bootstrap
 from app.domain.errors import AppError
-from app.services.polling import needs_startup_update, report_failure, retry_delay, run_deadline, run_update
+from app.services.polling import (needs_startup_update, report_failure, retry_delay, run_deadline, run_update,
+                                  scheduled_slot)
 from tasks.celery_app import celery, settings
 
 log = logging.getLogger("tasks.store_crypto_stats")
@@ -44,15 +45,17 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
     """
     s = services()
     now = s.clock()
-    slot_at = datetime.fromisoformat(slot) if slot else (settings.schedule.previous(now) if scheduled else None)
+    slot_at = datetime.fromisoformat(slot) if slot else (scheduled_slot(settings.schedule, now) if scheduled else None)
     deadline_at = datetime.fromisoformat(deadline) if deadline else run_deadline(settings.schedule, now, slot_at)
     try:
         _ensure_schema(s)
         report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
                             slot_ttl=2 * settings.update_interval,
-                            fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), resumed=attempt > 0)
+                            fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), run_id=self.request.id,
+                            max_cooldown=settings.update_interval)
     except AppError as exc:
-        delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.visibility_timeout - 30,
+        now = s.clock()  # the attempt itself may have taken a while (timeouts, busy store)
+        delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.max_retry_delay_seconds,
                             base_seconds=settings.retry_base_seconds)
         report_failure(s.bus, exc, s.clock, delay)
         if delay is None:
@@ -62,7 +65,8 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
             return {"ok": False, "error": exc.to_dict()}
         retry_at = now + timedelta(seconds=delay)
         log.warning("update failed: %s; retrying in %.0f s (at %s)", exc.message, delay, retry_at.strftime("%H:%M:%S UTC"))
-        raise self.retry(countdown=delay, max_retries=None, kwargs={
+        # A retry would otherwise inherit beat's `expires` and could be discarded although we logged it.
+        raise self.retry(countdown=delay, max_retries=None, expires=deadline_at, kwargs={
             "scheduled": scheduled, "slot": slot_at.isoformat() if slot_at else None,
             "deadline": deadline_at.isoformat(), "attempt": attempt + 1})
     if report is None:

@@ -48,7 +48,7 @@ class FakeBus:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []
-        self.claims: set[str] = set()
+        self.claims: dict[str, str] = {}
         self.ttls: dict[str, float] = {}
         self.down = False
 
@@ -69,11 +69,11 @@ class FakeBus:
         self._check()
         return self.pending.pop(0) if self.pending else None
 
-    def claim(self, key: str, ttl_seconds: int) -> bool:
+    def claim(self, key: str, ttl_seconds: int, owner: str | None = None) -> bool:
         self._check()
         if key in self.claims:
-            return False
-        self.claims.add(key)
+            return owner is not None and self.claims[key] == owner
+        self.claims[key] = owner or "1"
         self.ttls[key] = ttl_seconds
         return True
 

@@ -70,13 +70,15 @@ def slot_fetch_key(slot: datetime) -> str:
 def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, tracked: TrackedCoins,
                clock: Callable[[], datetime], *, slot: datetime | None = None,
                slot_ttl: timedelta = timedelta(hours=1), fetch_claim_ttl: timedelta = timedelta(minutes=1),
-               resumed: bool = False) -> UpdateReport | None:
+               run_id: str | None = None, max_cooldown: timedelta = timedelta(hours=1)) -> UpdateReport | None:
     """One update run: poll, store, then announce on `crypto-update`.
 
     `slot` is the scheduled tick a beat-triggered run belongs to: a slot already stored, or being fetched by
     another run at this moment, is skipped (returns None), so a second beat firing the same tick costs no CoinGecko
-    credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `fetch_claim_ttl`;
-    `resumed` is True for a retry of a run that took it (it goes ahead). Manual runs pass no slot and always run.
+    credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `fetch_claim_ttl`
+    and belongs to `run_id` (the task id): a retry or redelivery of the run that took it goes ahead, so a run whose
+    worker died mid-fetch is not mistaken for its own duplicate. Manual runs pass no slot and always run.
+    A 429 starts a cooldown of its Retry-After, at most `max_cooldown`, during which no run calls CoinGecko.
     Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
     safe, and the web re-reads the store periodically.
     """
@@ -86,7 +88,7 @@ def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, track
                 log.info("slot %s already stored; skipping this duplicate trigger", slot.isoformat())
                 return None
             # Checking "stored" alone leaves a window: twins started together both see nothing stored yet.
-            if not resumed and not bus.claim(slot_fetch_key(slot), int(fetch_claim_ttl.total_seconds())):
+            if not bus.claim(slot_fetch_key(slot), int(fetch_claim_ttl.total_seconds()), owner=run_id):
                 log.info("slot %s is already being fetched by another run; skipping this duplicate trigger",
                          slot.isoformat())
                 return None
@@ -96,7 +98,7 @@ def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, track
     try:
         report = poll_prices(source, repo, tracked, clock, slot)
     except UpstreamRateLimited as exc:
-        _start_cooldown(bus, exc)
+        _start_cooldown(bus, exc, max_cooldown)
         raise
     try:
         if slot is not None:
@@ -122,8 +124,10 @@ def _respect_cooldown(bus: UpdateBus) -> None:
                                   retry_after=remaining)
 
 
-def _start_cooldown(bus: UpdateBus, exc: UpstreamRateLimited) -> None:
+def _start_cooldown(bus: UpdateBus, exc: UpstreamRateLimited, max_cooldown: timedelta) -> None:
+    # Capped: a bogus Retry-After (a day, a year) must not stop updates for that long.
     seconds = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
+    seconds = min(seconds, max_cooldown.total_seconds())
     try:
         bus.claim(COOLDOWN_KEY, max(1, round(seconds)))
     except BrokerUnavailable:
@@ -163,6 +167,14 @@ def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime
     if now + timedelta(seconds=delay) >= deadline or (max_delay is not None and delay > max_delay):
         return None
     return delay
+
+
+def scheduled_slot(schedule: CronSchedule, now: datetime) -> datetime:
+    """The tick a beat-triggered run belongs to, read from the worker's clock. Beat fires at the tick by its own
+    clock; a worker whose clock is a little behind would otherwise see the previous tick (already stored) and skip
+    this one, so a tenth of the interval (at most a minute) of skew is allowed for."""
+    margin = min(timedelta(minutes=1), schedule.shortest_interval() / 10)
+    return schedule.previous(now + margin)
 
 
 def run_deadline(schedule: CronSchedule, now: datetime, slot: datetime | None) -> datetime:

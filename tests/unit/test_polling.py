@@ -8,7 +8,8 @@ from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, Upstream
 from app.domain.model import TrackedCoins
 from app.domain.schedule import CronSchedule
 from app.ports import FetchResult
-from app.services.polling import needs_startup_update, retry_delay, run_deadline, run_update, slot_key
+from app.services.polling import (needs_startup_update, retry_delay, run_deadline, run_update, scheduled_slot,
+                                  slot_key)
 from app.storage.memory import InMemoryPriceRepository
 from tests.fakes import T0, FakePriceSource, obs
 
@@ -132,3 +133,27 @@ def test_no_countdown_longer_than_the_visibility_timeout():
     error = UpstreamRateLimited("429", retry_after=500)
     assert retry_delay(error, 0, T0, T0 + timedelta(hours=1), max_delay=420) is None
     assert retry_delay(UpstreamServerError("500"), 0, T0, DEADLINE, max_delay=420) is not None
+
+
+def test_a_redelivered_run_keeps_its_fetch_claim_but_a_twin_trigger_does_not(bus, clock):
+    repo = InMemoryPriceRepository()
+    source = FakePriceSource(UpstreamServerError("500"), answer(), answer())
+    with pytest.raises(UpstreamServerError):
+        run_update(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1")
+    assert run_update(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-2") is None  # twin: skipped
+    assert run_update(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1").new_records == 3  # retry
+    assert len(source.calls) == 2
+
+
+def test_a_bogus_retry_after_cools_down_at_most_the_cap(bus, clock):
+    source = FakePriceSource(UpstreamRateLimited("429", retry_after=10 ** 9))
+    with pytest.raises(UpstreamRateLimited):
+        run_update(source, InMemoryPriceRepository(), bus, TRACKED, clock, max_cooldown=timedelta(minutes=15))
+    assert bus.remaining("upstream-cooldown") == 900
+
+
+def test_a_worker_clock_slightly_behind_beat_still_finds_the_fired_slot():
+    schedule = CronSchedule.parse("*/15 * * * *")
+    assert scheduled_slot(schedule, T0 - timedelta(seconds=2)) == T0  # beat fired 12:00 by its clock
+    assert scheduled_slot(schedule, T0 + timedelta(minutes=7)) == T0
+    assert scheduled_slot(CronSchedule.parse("* * * * *"), T0 - timedelta(seconds=3)) == T0
