@@ -2,11 +2,12 @@
 before any worker forks, so a bad variable stops the web with one line naming it."""
 import os
 
-from app.bootstrap import load_settings
+from app.bootstrap import load_settings, prepare
 
 _settings = load_settings(os.environ)
+prepare(_settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
 
-bind = f"{_settings.host}:{_settings.port}"
+bind = _settings.bind
 workers = _settings.web_concurrency
 worker_class = "gthread"  # threads: many slow clients per process; the view is shared in memory
 threads = 8

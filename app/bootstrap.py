@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 
 from app import broker
 from app.config import Settings
-from app.domain.errors import ConfigError
+from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
 from app.ports import PriceRepository, PriceSource, UpdateBus
 from app.storage import make_repository
@@ -66,6 +66,24 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     except ConfigError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def prepare(settings: Settings) -> None:
+    """What a process entry point checks before it starts serving: DATA_DIR is usable and, without REDIS_URL, the
+    embedded Redis runs. On failure: one line naming the problem on stderr, and exit (2 for configuration)."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.redis_url:
+            broker.ensure_embedded_redis(settings.data_dir)
+    except OSError as exc:
+        print(f"configuration error: DATA_DIR: cannot use {settings.data_dir}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ConfigError as exc:
+        print(f"configuration error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except AppError as exc:
+        print(f"cannot start: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def configure_logging(settings: Settings) -> None:

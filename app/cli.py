@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from app import broker
-from app.bootstrap import announce, bootstrap, configure_logging, load_settings
+from app.bootstrap import announce, bootstrap, configure_logging, load_settings, prepare
 from app.config import Settings
 from app.domain.errors import AppError
 from app.storage import make_repository
@@ -37,6 +38,7 @@ def poll_once(settings: Settings) -> int:
     """Run one update in this process (no worker needed) and print what was stored."""
     from app.services.polling import run_update
 
+    prepare(settings)
     services = bootstrap(settings)
     try:
         services.repo.ensure_schema()
@@ -56,9 +58,11 @@ class Supervisor:
     started the embedded Redis, stops that last.
     """
 
-    def __init__(self, commands: dict[str, list[str]], env: dict[str, str]) -> None:
+    def __init__(self, commands: dict[str, list[str]], env: dict[str, str],
+                 watchdog: Callable[[], None] | None = None) -> None:
         self.commands = commands
         self.env = env
+        self.watchdog = watchdog  # called every few seconds: restarts the embedded Redis if it died
         self.children: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, list[float]] = {name: [] for name in commands}
         self.stopping = False
@@ -70,13 +74,18 @@ class Supervisor:
         self.stopping = True
 
     def run(self) -> int:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        # SIGHUP too: closing the terminal must not leave the children (and the port) behind.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
         for name in self.commands:
             self.start(name)
         code = 0
+        last_watch = time.monotonic()
         while not self.stopping:
             time.sleep(0.2)
+            if self.watchdog and time.monotonic() - last_watch >= 5:
+                last_watch = time.monotonic()
+                self.watchdog()
             for name, child in list(self.children.items()):
                 status = child.poll()
                 if status is None or self.stopping:
@@ -107,22 +116,28 @@ class Supervisor:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in %.0f s; killing it", name, grace)
-                os.killpg(child.pid, signal.SIGKILL)
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it exited in the meantime
                 child.wait()
+
+
+def _keep_redis(settings: Settings) -> None:
+    """Restart the embedded Redis if it stopped (its data survives in DATA_DIR); workers and web reconnect."""
+    if not broker.responds(broker.embedded_url(settings.data_dir)):
+        log.warning("the embedded Redis stopped answering; starting it again")
+        try:
+            broker.ensure_embedded_redis(settings.data_dir)
+        except AppError as exc:
+            log.error("cannot restart the embedded Redis: %s", exc.message)
 
 
 def run(settings: Settings) -> int:
     """The whole platform in one command: embedded Redis (unless REDIS_URL), web, worker and beat."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    started_redis = False
-    if not settings.redis_url:
-        socket_url = f"unix://{broker.embedded_socket(settings.data_dir)}"
-        started_redis = not broker.responds(socket_url)
-        try:
-            broker.ensure_embedded_redis(settings.data_dir)
-        except AppError as exc:
-            log.error("cannot start the embedded Redis: %s", exc.message)
-            return 1
+    embedded = not settings.redis_url
+    started_redis = embedded and not broker.responds(broker.embedded_url(settings.data_dir))
+    prepare(settings)
     announce(settings, "platform")
     init_storage(settings)
     py = sys.executable
@@ -132,7 +147,8 @@ def run(settings: Settings) -> int:
                    "--hostname", f"worker-{os.getpid()}@%h"],
         "beat": [py, "-m", "celery", "-A", "tasks", "beat", "--loglevel=INFO", "--pidfile="],
     }
-    supervisor = Supervisor(commands, dict(os.environ))
+    supervisor = Supervisor(commands, dict(os.environ),
+                            watchdog=(lambda: _keep_redis(settings)) if embedded else None)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"\nCrypto Stats Platform: http://{host}:{settings.port}/stats?coin=bitcoin  (Ctrl-C stops it)\n",
           flush=True)

@@ -65,7 +65,7 @@ class Settings:
 
         settings = cls(
             port=_int(get, "PORT", 8000, 1, 65535),
-            host=get("HOST") or "0.0.0.0",
+            host=_host(get),
             web_concurrency=_int(get, "WEB_CONCURRENCY", 2, 1, 64),
             data_dir=Path(get("DATA_DIR") or "data"),
             redis_url=_url(get, "REDIS_URL", ("redis", "rediss", "unix")),
@@ -130,6 +130,11 @@ class Settings:
     def sqlite_path(self) -> Path:
         return self.data_dir / "cryptostats.sqlite3"
 
+    @property
+    def bind(self) -> str:
+        """host:port for gunicorn; IPv6 addresses go in brackets."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     def describe(self) -> str:
         """One line naming the chosen store and broker, without credentials."""
         store = f"MongoDB ({_redact(self.mongodb_uri)})" if self.mongodb_uri else f"SQLite ({self.sqlite_path})"
@@ -146,6 +151,14 @@ def _redact(url: str | None) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
+
+
+def _redact_safe(url: str) -> str:
+    """_redact for a URL that may not even parse: keep only what precedes any credentials."""
+    try:
+        return _redact(url)
+    except ValueError:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def _int(get, name: str, default: int, low: int, high: int) -> int:
@@ -174,6 +187,13 @@ def _float(get, name: str, default: float, low: float, high: float) -> float:
     return value
 
 
+def _host(get) -> str:
+    host = get("HOST") or "0.0.0.0"
+    if any(c in host for c in "/ []@"):
+        raise ConfigError("HOST", f"must be an address or host name such as 0.0.0.0, 127.0.0.1 or ::, got {host!r}")
+    return host
+
+
 def _choice(get, name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (get(name) or default).upper()
     if value not in choices:
@@ -185,7 +205,11 @@ def _url(get, name: str, schemes: tuple[str, ...]) -> str | None:
     raw = get(name)
     if raw is None:
         return None
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in 0-65535)
+    except ValueError as exc:
+        raise ConfigError(name, f"is not a valid URL ({exc}): {_redact_safe(raw)!r}") from None
     if parts.scheme not in schemes:
         raise ConfigError(name, f"must start with {' or '.join(s + '://' for s in schemes)}, got {_redact(raw)!r}")
     if parts.scheme != "unix" and not parts.hostname:

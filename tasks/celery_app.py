@@ -6,9 +6,8 @@ import os
 from celery import Celery
 
 from app import broker
-from app.bootstrap import load_settings
+from app.bootstrap import load_settings, prepare
 from app.config import Settings
-from app.domain.errors import AppError
 from beat_schedule import build_schedule
 
 
@@ -49,9 +48,5 @@ def make_celery(settings: Settings) -> Celery:
 
 
 settings = load_settings(os.environ)
-try:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    celery = make_celery(settings)
-except (AppError, OSError) as exc:
-    # A bad DATA_DIR or an embedded Redis that cannot start: say so in one line instead of a traceback.
-    raise SystemExit(f"cannot start: {getattr(exc, 'message', exc)}") from None
+prepare(settings)  # a bad DATA_DIR or an embedded Redis that cannot start: one line, not a traceback
+celery = make_celery(settings)

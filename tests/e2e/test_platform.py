@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.broker import embedded_socket, responds
+from app.broker import embedded_url, responds
 from app.config import Settings
 from beat_schedule import TASK_NAME, build_schedule
 from tests.procs import PY, Proc, celery_call, free_port, wait_until, web, worker
@@ -72,19 +72,22 @@ def test_scheduled_trigger_reaches_the_web_through_crypto_update(env, fake_coing
         w.stop(), site.stop()
 
 
-def test_bad_configuration_stops_the_web_and_worker_naming_the_variable(env, tmp_path):
-    bad = {**env, "UPDATE_CRON": "every quarter"}
+@pytest.mark.parametrize("variable,value", [("UPDATE_CRON", "every quarter"), ("DATA_DIR", "/proc/no-such/dir"),
+                                            ("REDIS_URL", "redis://[x")])
+def test_bad_configuration_stops_the_web_and_worker_naming_the_variable(env, tmp_path, variable, value):
+    bad = {**env, variable: value}
     for name, args in (("web", [PY, "-m", "gunicorn", "wsgi:app"]),
                        ("worker", [PY, "-m", "celery", "-A", "tasks", "worker"])):
         result = subprocess.run(args, env=bad, cwd=Path(__file__).parents[2], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode != 0, name
-        assert "UPDATE_CRON" in result.stderr, (name, result.stderr[-500:])
+        assert variable in result.stderr, (name, result.stderr[-500:])
         assert "Traceback" not in result.stderr, name
 
 
-def test_make_run_supervisor_serves_and_stops_cleanly(subprocess_env, fake_coingecko, short_tmp):
-    data_dir = short_tmp / "run"
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+def test_make_run_supervisor_serves_and_stops_cleanly(subprocess_env, fake_coingecko, short_tmp, stop_signal):
+    data_dir = short_tmp / f"run-{stop_signal.name}"
     port = free_port()
     env = {**subprocess_env, "DATA_DIR": str(data_dir), "PORT": str(port),
            "COINGECKO_BASE_URL": fake_coingecko.base_url}
@@ -95,11 +98,11 @@ def test_make_run_supervisor_serves_and_stops_cleanly(subprocess_env, fake_coing
                                    {"price": 2200, "marketCap": 260000000000, "24hChange": 1.5}),
                    60, what="make run serving")
         assert f"http://127.0.0.1:{port}/stats?coin=bitcoin" in run.output
-        assert responds(f"unix://{embedded_socket(data_dir)}")  # embedded Redis, no REDIS_URL given
+        assert responds(embedded_url(data_dir))  # embedded Redis, no REDIS_URL given
         assert fake_coingecko.request_count("/simple/price") == 1  # one start-up update, not one per process
-        run.popen.send_signal(signal.SIGINT)  # Ctrl-C
+        run.popen.send_signal(stop_signal)
         assert run.popen.wait(40) == 0
-        assert not responds(f"unix://{embedded_socket(data_dir)}")
+        assert not responds(embedded_url(data_dir))
         assert "Traceback" not in run.output
     finally:
         run.stop()

@@ -56,3 +56,18 @@ def test_passwords_are_redacted_in_the_startup_line():
     line = s.describe()
     assert "hunter2" not in line and ":pw@" not in line
     assert "MongoDB" in line and "Redis" in line
+
+
+@pytest.mark.parametrize("name,value", [
+    ("REDIS_URL", "redis://[x"), ("COINGECKO_BASE_URL", "http://[::1"), ("MONGODB_URI", "mongodb://h:99999/db"),
+    ("HOST", "a b"), ("HOST", "http://x"),
+])
+def test_unparsable_urls_and_hosts_name_the_variable(name, value):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value})
+    assert err.value.variable == name
+
+
+def test_ipv6_host_is_bracketed_for_gunicorn():
+    assert Settings.from_env({"HOST": "::", "PORT": "9000"}).bind == "[::]:9000"
+    assert Settings.from_env({}).bind == "0.0.0.0:8000"
