@@ -27,6 +27,11 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         broker_transport_options={"visibility_timeout": int(settings.visibility_timeout),
                                   "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout / 5))),
                                   "unacked_restore_throttle": 1},
+        # One attempt is one CoinGecko call and one batch: past its timeouts something hangs (a server trickling
+        # bytes resets the read timeout on every byte). The soft limit turns that into a retried failure; the hard
+        # one ends the pool process if even that does not return.
+        task_soft_time_limit=int(settings.attempt_seconds) + 10,
+        task_time_limit=int(settings.attempt_seconds) + 30,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,

@@ -5,10 +5,11 @@ import logging
 import os
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import after_setup_logger, beat_init, worker_ready
 
 from app.bootstrap import Services, announce, bootstrap
-from app.domain.errors import AppError
+from app.domain.errors import AppError, UpstreamUnavailable
 from app.services.polling import (needs_startup_update, report_failure, retry_delay, run_deadline, run_update,
                                   scheduled_slot)
 from tasks.celery_app import celery, settings
@@ -53,7 +54,11 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
                             slot_ttl=2 * settings.update_interval,
                             fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), run_id=self.request.id,
                             max_cooldown=settings.update_interval)
-    except AppError as exc:
+    except (AppError, SoftTimeLimitExceeded) as caught:
+        # A server that trickles bytes defeats per-read timeouts; the soft time limit ends such a run as a
+        # transient failure, retried like any other.
+        exc = caught if isinstance(caught, AppError) else UpstreamUnavailable(
+            f"the run took longer than {settings.attempt_seconds:.0f} s and was stopped")
         now = s.clock()  # the attempt itself may have taken a while (timeouts, busy store)
         delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.max_retry_delay_seconds,
                             base_seconds=settings.retry_base_seconds)
@@ -92,6 +97,8 @@ def update_now_if_stale(sender=None, **_):
             log.info("no fresh data in the store: an update is queued now rather than at the next tick")
     except AppError as exc:
         log.warning("start-up freshness check failed (%s); the next scheduled run will update", exc.message)
+    finally:
+        s.close()  # pool processes forked later must not inherit this process's open connections
 
 
 @beat_init.connect

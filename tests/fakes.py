@@ -51,6 +51,7 @@ class FakeBus:
         self.claims: dict[str, str] = {}
         self.ttls: dict[str, float] = {}
         self.down = False
+        self.subscribed = False
 
     def _check(self) -> None:
         if self.down:
@@ -66,7 +67,12 @@ class FakeBus:
         return self.events[-1] if self.events else None
 
     def next_event(self, timeout: float) -> dict[str, Any] | None:
+        if self.down:
+            self.subscribed = False
         self._check()
+        if not self.subscribed:  # like Redis: (re)subscribing is reported, since events may have been missed
+            self.subscribed = True
+            return {"event": "resubscribed"}
         return self.pending.pop(0) if self.pending else None
 
     def claim(self, key: str, ttl_seconds: int, owner: str | None = None) -> bool:

@@ -89,7 +89,7 @@ class StatsView:
             self._last_demand_refresh = time.monotonic()
             try:
                 self.refresh()
-            except AppError:
+            except Exception:  # noqa: BLE001  a request must get the 503 below, not a 500
                 pass
             found = self._summaries.get((source_id, vs))
         if found is None:
@@ -99,6 +99,10 @@ class StatsView:
 
     def _no_data(self, coin: str, vs: str) -> NoData:
         event = self._last_event
+        reason = (event or {}).get("rejected", {}).get(f"{self.tracked.resolve(coin)}/{vs}")
+        if reason:
+            return NoData(f"no data for {coin}: CoinGecko gave no valid price for it in the last update ({reason})",
+                          details={"coin": coin, "currency": vs, "reason": reason})
         if event and event.get("event") == "failed":
             error = event.get("error") or {}
             return NoData(f"no data for {coin} yet: the last update failed ({error.get('message', 'unknown error')})",
@@ -136,6 +140,13 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
             stop.wait(backoff)
             backoff = min(backoff * 2, 15.0)
             event = None
+        if event is not None and event.get("event") == "resubscribed":
+            # Events published while we were not listening are lost; the last one is kept in Redis (so a web
+            # started after a failed update can still say why it has no data).
+            try:
+                view.note_event(bus.last_event())
+            except BrokerUnavailable:
+                pass
         view.note_event(event)
         if event is not None or time.monotonic() - last >= every_seconds:
             try:
@@ -144,9 +155,9 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
                 if store_down:
                     log.info("store reachable again; stats refreshed")
                     store_down = False
-            except AppError as exc:
+            except Exception as exc:  # noqa: BLE001  this thread must outlive any store failure, known or not
                 if not store_down:
                     log.warning("cannot refresh stats from the store (%s); serving what is in memory, retrying "
-                                "every few seconds", exc.message)
+                                "every few seconds", getattr(exc, "message", repr(exc)))
                     store_down = True
                 last = time.monotonic() - every_seconds + min(every_seconds, 5.0)  # try again in a few seconds

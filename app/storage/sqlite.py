@@ -88,7 +88,7 @@ class SqlitePriceRepository:
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
             return self._conn().execute(sql, args).fetchall()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:  # locked, missing table, corrupt file
             raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
 
     def ensure_schema(self) -> None:

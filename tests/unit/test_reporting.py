@@ -60,3 +60,45 @@ def test_keep_fresh_refreshes_on_events_and_survives_a_redis_outage(view, repo, 
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_coin_coingecko_keeps_rejecting_says_why(view, repo):
+    repo.add_batch([obs("bitcoin", 40000)])
+    view.refresh()
+    view.note_event({"event": "stored", "coins": ["bitcoin"],
+                     "rejected": {"ethereum/usd": "price: Must be greater than 0."}})
+    with pytest.raises(NoData) as err:
+        view.summary("ethereum", None)
+    assert "CoinGecko gave no valid price" in err.value.message and "greater than 0" in err.value.message
+
+
+def test_a_web_started_after_a_failure_learns_it_from_redis(view, bus):
+    bus.publish({"event": "failed", "error": {"code": "upstream_rejected", "message": "bad key"}})
+    bus.pending.clear()  # published before this web subscribed
+    stop = threading.Event()
+    thread = threading.Thread(target=keep_fresh, args=(view, bus, 3600, stop), kwargs={"poll_timeout": 0.01})
+    thread.start()
+    try:
+        wait_until(lambda: view.loaded, 5, what="first refresh")
+        with pytest.raises(NoData) as err:
+            view.summary("bitcoin", None)
+        assert "last update failed (bad key)" in err.value.message
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_an_unexpected_store_error_does_not_kill_the_listener(view, repo, bus):
+    repo.fail_with = RuntimeError("corrupt file")
+    stop = threading.Event()
+    thread = threading.Thread(target=keep_fresh, args=(view, bus, 0.05, stop), kwargs={"poll_timeout": 0.01})
+    thread.start()
+    try:
+        stop.wait(0.3)
+        assert thread.is_alive()
+        repo.fail_with = None
+        repo.add_batch([obs("bitcoin", 40000)])
+        wait_until(lambda: view.loaded, 10, what="refresh after recovery")
+    finally:
+        stop.set()
+        thread.join(5)
