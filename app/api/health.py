@@ -25,10 +25,10 @@ def readyz():
         except AppError as exc:
             checks[name] = {"ok": False, "error": exc.message}
     newest = view.newest()
-    now = services.clock()
-    data = {"newest_fetched_at": newest.fetched_at.isoformat() if newest else None,
-            "age_seconds": round((now - newest.fetched_at).total_seconds(), 1) if newest else None,
-            "stale": (now - newest.fetched_at > view.stale_after) if newest else None}
+    fresh = view.freshness(newest) if newest else None
+    data = {"newest_fetched_at": fresh.fetched_at.isoformat() if fresh else None,
+            "age_seconds": fresh.age_seconds if fresh else None,
+            "stale": fresh.stale if fresh else None}
     ready = all(c["ok"] for c in checks.values())
     body = {"status": "ready" if ready else "not_ready", "backends": services.settings.describe(),
             "checks": checks, "data": data}

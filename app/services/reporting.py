@@ -29,6 +29,7 @@ class CoinSummary:
 class Freshness:
     observed_at: datetime
     fetched_at: datetime
+    age_seconds: float  # since we fetched it
     stale: bool
 
 
@@ -94,8 +95,13 @@ class StatsView:
             found = self._summaries.get((source_id, vs))
         if found is None:
             raise self._no_data(coin, vs)
-        stale = self.clock() - found.latest.fetched_at > self.stale_after
-        return found, Freshness(found.latest.observed_at, found.latest.fetched_at, stale)
+        return found, self.freshness(found.latest)
+
+    def freshness(self, observation: Observation) -> Freshness:
+        """How old a record is, and whether that is stale (older than two update intervals)."""
+        age = self.clock() - observation.fetched_at
+        return Freshness(observation.observed_at, observation.fetched_at, round(age.total_seconds(), 1),
+                         age > self.stale_after)
 
     def _no_data(self, coin: str, vs: str) -> NoData:
         event = self._last_event
