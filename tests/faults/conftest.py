@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_coingecko import FakeCoinGecko
 from tests.faults.harness import Figures, Platform
 from tests.faults.report import write_report
 
@@ -78,9 +77,8 @@ def figures(request) -> Figures:
 
 
 @pytest.fixture
-def fake():
-    with FakeCoinGecko(port=0, seed=7) as server:
-        yield server
+def fake(fake_coingecko):
+    return fake_coingecko
 
 
 @pytest.fixture
