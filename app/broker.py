@@ -72,8 +72,10 @@ def _wait_for_live_server(data_dir: Path, url: str, timeout: float) -> bool:
     second one on the same files. True when it answered."""
     try:
         pid = int((data_dir / "redis.pid").read_text().strip())
-        if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return False  # a stale pid file whose number now belongs to another process
+        # redis-server's process title names its socket: a stale pid file whose number now belongs to another
+        # process (or to another data directory's server) is not ours.
+        if str(embedded_socket(data_dir)).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
     except (OSError, ValueError):
         return False
     deadline = time.monotonic() + timeout
@@ -140,6 +142,13 @@ def stop_embedded_redis(data_dir: Path) -> None:
         pass
 
 
+_CLAIM_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+
+
 class RedisUpdateBus:
     """Implements UpdateBus over one Redis: PUBLISH on `crypto-update`, small keys under `cryptostats:`.
 
@@ -193,7 +202,12 @@ class RedisUpdateBus:
                     pubsub.subscribe(self.channel)
                     self._pubsub = pubsub
                     return {"event": "resubscribed"}
-                message = self._pubsub.get_message(timeout=timeout)
+                # get_message answers None at once for the (ignored) subscribe confirmation: wait out the timeout.
+                deadline = time.monotonic() + timeout
+                while True:
+                    message = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+                    if message is not None or time.monotonic() >= deadline:
+                        break
             except BaseException:
                 self._drop_pubsub()
                 raise
@@ -216,9 +230,11 @@ class RedisUpdateBus:
 
     def claim(self, key: str, ttl_seconds: int, owner: str | None = None) -> bool:
         with self._errors("claim"):
-            if self.client.set(KEY_PREFIX + key, owner or "1", nx=True, ex=max(1, int(ttl_seconds))):
-                return True
-            return owner is not None and self.client.get(KEY_PREFIX + key) == owner.encode()
+            if owner is None:
+                return bool(self.client.set(KEY_PREFIX + key, "-", nx=True, ex=max(1, int(ttl_seconds))))
+            # One atomic step (Redis 6.2 has no SET NX GET): a separate GET after a failed SET NX could miss a
+            # claim that expired in between and skip a slot nobody fetches.
+            return bool(self.client.eval(_CLAIM_SCRIPT, 1, KEY_PREFIX + key, owner, max(1, int(ttl_seconds))))
 
     def is_claimed(self, key: str) -> bool:
         with self._errors("read"):

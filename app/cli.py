@@ -77,32 +77,34 @@ class Supervisor:
         # SIGHUP too: closing the terminal must not leave the children (and the port) behind.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        for name in self.commands:
-            self.start(name)
         code = 0
-        last_watch = time.monotonic()
-        while not self.stopping:
-            time.sleep(0.2)
-            if self.watchdog and time.monotonic() - last_watch >= 5:
-                last_watch = time.monotonic()
-                self.watchdog()
-            for name, child in list(self.children.items()):
-                status = child.poll()
-                if status is None or self.stopping:
-                    continue
-                if status in (EXIT_CONFIG, GUNICORN_BOOT_ERROR):
-                    log.error("%s cannot start (exit %s); stopping everything", name, status)
-                    self.stopping, code = True, 1
-                    break
-                recent = [t for t in self.restarts[name] if time.monotonic() - t < 60]
-                if len(recent) >= 5:
-                    log.error("%s keeps dying (exit %s, 5 times in a minute); stopping everything", name, status)
-                    self.stopping, code = True, 1
-                    break
-                log.warning("%s exited with %s; restarting it", name, status)
-                self.restarts[name] = recent + [time.monotonic()]
+        try:
+            for name in self.commands:
                 self.start(name)
-        self.stop()
+            last_watch = time.monotonic()
+            while not self.stopping:
+                time.sleep(0.2)
+                if self.watchdog and time.monotonic() - last_watch >= 5:
+                    last_watch = time.monotonic()
+                    self.watchdog()
+                for name, child in list(self.children.items()):
+                    status = child.poll()
+                    if status is None or self.stopping:
+                        continue
+                    if status in (EXIT_CONFIG, GUNICORN_BOOT_ERROR):
+                        log.error("%s cannot start (exit %s); stopping everything", name, status)
+                        self.stopping, code = True, 1
+                        break
+                    recent = [t for t in self.restarts[name] if time.monotonic() - t < 60]
+                    if len(recent) >= 5:
+                        log.error("%s keeps dying (exit %s, 5 times in a minute); stopping everything", name, status)
+                        self.stopping, code = True, 1
+                        break
+                    log.warning("%s exited with %s; restarting it", name, status)
+                    self.restarts[name] = recent + [time.monotonic()]
+                    self.start(name)
+        finally:
+            self.stop()  # whatever happened above, the children do not outlive us
         return code
 
     def stop(self, grace: float = 25.0) -> None:
@@ -129,14 +131,13 @@ def _keep_redis(settings: Settings) -> None:
         log.warning("the embedded Redis stopped answering; starting it again")
         try:
             broker.ensure_embedded_redis(settings.data_dir)
-        except AppError as exc:
-            log.error("cannot restart the embedded Redis: %s", exc.message)
+        except Exception as exc:  # noqa: BLE001  the supervisor must keep supervising; it tries again in 5 s
+            log.error("cannot restart the embedded Redis: %s", getattr(exc, "message", exc))
 
 
 def run(settings: Settings) -> int:
     """The whole platform in one command: embedded Redis (unless REDIS_URL), web, worker and beat."""
     embedded = not settings.redis_url
-    started_redis = embedded and not broker.responds(broker.embedded_url(settings.data_dir))
     prepare(settings)
     announce(settings, "platform")
     init_storage(settings)
@@ -155,7 +156,7 @@ def run(settings: Settings) -> int:
     try:
         return supervisor.run()
     finally:
-        if started_redis:
+        if embedded:  # all its users were our children; stop it even if it was already running before
             broker.stop_embedded_redis(settings.data_dir)
             log.info("embedded Redis stopped")
 

@@ -113,7 +113,8 @@ class Settings:
         """The longest retry countdown. A worker holds a countdown message unacknowledged, so countdown plus the
         attempt should fit in the visibility timeout, or Redis hands the message to another worker too (one extra,
         idempotent run). With a very short timeout, half of it still allows retries rather than none."""
-        return max(self.visibility_timeout / 2, self.visibility_timeout - self.attempt_seconds)
+        run_limit = self.attempt_seconds + 10  # the task's soft time limit
+        return max(self.visibility_timeout / 2, self.visibility_timeout - run_limit)
 
     @property
     def fetch_claim_seconds(self) -> float:
@@ -154,7 +155,7 @@ def _redact(url: str | None) -> str:
 
 
 def _redact_safe(url: str) -> str:
-    """_redact for a URL that may not even parse: keep only what precedes any credentials."""
+    """_redact for a URL that may not even parse: drop everything up to the credentials' "@"."""
     try:
         return _redact(url)
     except ValueError:

@@ -64,7 +64,9 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
                             base_seconds=settings.retry_base_seconds)
         report_failure(s.bus, exc, s.clock, delay)
         if delay is None:
-            reason = "not retryable" if not exc.transient else "no time left before the next scheduled run"
+            reason = ("not retryable" if not exc.transient else
+                      "waiting longer than a retry may" if now + timedelta(seconds=settings.max_retry_delay_seconds)
+                      < deadline_at else "no time left before the next scheduled run")
             log.error("update failed (%s): %s; next try at the scheduled run %s", reason, exc.message,
                       deadline_at.strftime("%H:%M UTC"))
             return {"ok": False, "error": exc.to_dict()}
@@ -93,7 +95,10 @@ def update_now_if_stale(sender=None, **_):
         if not needs_startup_update(s.repo, s.tracked, s.clock(), settings.update_interval):
             return
         if s.bus.claim("startup-update", 60):
-            store_crypto_stats.apply_async(kwargs={"scheduled": True})
+            # The current slot exactly (not scheduled_slot's skew allowance, which near a tick would claim the
+            # coming one and make beat's real run for it skip).
+            current = settings.schedule.previous(s.clock()).isoformat()
+            store_crypto_stats.apply_async(kwargs={"scheduled": True, "slot": current})
             log.info("no fresh data in the store: an update is queued now rather than at the next tick")
     except AppError as exc:
         log.warning("start-up freshness check failed (%s); the next scheduled run will update", exc.message)

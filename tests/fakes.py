@@ -79,7 +79,7 @@ class FakeBus:
         self._check()
         if key in self.claims:
             return owner is not None and self.claims[key] == owner
-        self.claims[key] = owner or "1"
+        self.claims[key] = owner or "-"
         self.ttls[key] = ttl_seconds
         return True
 

@@ -151,7 +151,7 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
             # started after a failed update can still say why it has no data).
             try:
                 view.note_event(bus.last_event())
-            except BrokerUnavailable:
+            except Exception:  # noqa: BLE001  Redis gone again, or a garbled key: not worth the listener's life
                 pass
         view.note_event(event)
         if event is not None or time.monotonic() - last >= every_seconds:

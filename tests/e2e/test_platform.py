@@ -1,5 +1,6 @@
 """End to end on real processes: gunicorn web + Celery worker + Redis + fake CoinGecko; and `make run`'s supervisor."""
 import json
+import os
 import signal
 import subprocess
 import time
@@ -104,5 +105,31 @@ def test_make_run_supervisor_serves_and_stops_cleanly(subprocess_env, fake_coing
         assert run.popen.wait(40) == 0
         assert not responds(embedded_url(data_dir))
         assert "Traceback" not in run.output
+    finally:
+        run.stop()
+
+
+def test_make_run_restarts_a_dead_embedded_redis_and_keeps_updating(subprocess_env, fake_coingecko, short_tmp):
+    data_dir = short_tmp / "run-redis-dies"
+    port = free_port()
+    env = {**subprocess_env, "DATA_DIR": str(data_dir), "PORT": str(port),
+           "COINGECKO_BASE_URL": fake_coingecko.base_url}
+    fake_coingecko.set_price("bitcoin", 40000, market_cap=800000000, change_24h=3.4)
+    run = Proc("run", [PY, "-m", "app.cli", "run"], env, short_tmp)
+    try:
+        wait_until(lambda: answers(port, "/stats?coin=bitcoin",
+                                   {"price": 40000, "marketCap": 800000000, "24hChange": 3.4}), 60, what="serving")
+        os.kill(int((data_dir / "redis.pid").read_text()), signal.SIGKILL)
+        wait_until(lambda: "starting it again" in run.output and responds(embedded_url(data_dir)), 20,
+                   what="embedded Redis restarted")
+        assert get(port, "/stats?coin=bitcoin").status_code == 200
+        fake_coingecko.set_price("bitcoin", 41000, market_cap=810000000, change_24h=1.0)
+        wait_until(lambda: celery_call(env).returncode == 0, 30, interval=1, what="trigger accepted")
+        wait_until(lambda: answers(port, "/stats?coin=bitcoin",
+                                   {"price": 41000, "marketCap": 810000000, "24hChange": 1.0}), 60,
+                   what="update after the restart")
+        run.popen.send_signal(signal.SIGINT)
+        assert run.popen.wait(40) == 0
+        assert not responds(embedded_url(data_dir))
     finally:
         run.stop()
