@@ -11,13 +11,13 @@ from tests.contract.backends import (NO_SERVER_REASON, Backend, MemoryBackend, M
 BACKENDS = ("memory", "sqlite", "mongomock", "mongodb")
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, tmp_path) -> Backend:
-    if request.param == "memory":
+def open_backend(name: str, tmp_path):
+    """A fresh store of the named kind, cleaned up after the test; the real server's cases skip without one."""
+    if name == "memory":
         store: Backend = MemoryBackend()
-    elif request.param == "sqlite":
+    elif name == "sqlite":
         store = SqliteBackend(tmp_path)
-    elif request.param == "mongomock":
+    elif name == "mongomock":
         store = MongomockBackend()
     else:
         uri = real_server_uri()
@@ -29,6 +29,16 @@ def backend(request, tmp_path) -> Backend:
         yield store
     finally:
         store.cleanup()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path) -> Backend:
+    yield from open_backend(request.param, tmp_path)
+
+
+@pytest.fixture(params=["mongomock", "mongodb"])
+def mongo_backend(request, tmp_path) -> Backend:
+    yield from open_backend(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from app.domain.errors import StorageUnavailable
 from app.domain.model import Observation
 from app.storage.mongo import DEFAULT_DATABASE, MongoPriceRepository
 from app.storage.sqlite import SqlitePriceRepository
-from tests.contract.backends import NO_SERVER_REASON, MongomockBackend, MongoServerBackend, real_server_uri
 from tests.fakes import T0, obs
 
 # Nothing listens on port 1 of the loopback: connections are refused at once, as when MongoDB is down.
@@ -56,22 +55,6 @@ def test_sqlite_refuses_a_batch_with_a_missing_price_whole(tmp_path):
 
     assert repo.count() == 0
     repo.close()
-
-
-@pytest.fixture(params=["mongomock", "mongodb"])
-def mongo_backend(request):
-    if request.param == "mongomock":
-        backend = MongomockBackend()
-    else:
-        uri = real_server_uri()
-        if uri is None:
-            pytest.skip(NO_SERVER_REASON)
-        backend = MongoServerBackend(uri)
-    try:
-        backend.make()
-        yield backend
-    finally:
-        backend.cleanup()
 
 
 class RacedMongoPriceRepository(MongoPriceRepository):

@@ -86,50 +86,53 @@ def test_bad_configuration_stops_the_web_and_worker_naming_the_variable(env, tmp
         assert "Traceback" not in result.stderr, name
 
 
+FIRST = {"price": 40000, "marketCap": 800000000, "24hChange": 3.4}
+
+
+@pytest.fixture
+def make_run(subprocess_env, fake_coingecko, short_tmp):
+    """start(name) runs `python -m app.cli run` (what `make run` runs) on the fake CoinGecko, waits until it serves
+    the first price, and returns (process, port, env, data_dir); everything is stopped after the test."""
+    started = []
+
+    def start(name: str):
+        data_dir, port = short_tmp / name, free_port()
+        env = {**subprocess_env, "DATA_DIR": str(data_dir), "PORT": str(port),
+               "COINGECKO_BASE_URL": fake_coingecko.base_url}
+        fake_coingecko.set_price("bitcoin", 40000, market_cap=800000000, change_24h=3.4)
+        run = Proc(name, [PY, "-m", "app.cli", "run"], env, short_tmp)
+        started.append(run)
+        wait_until(lambda: answers(port, "/stats?coin=bitcoin", FIRST), 60, what="make run serving")
+        return run, port, env, data_dir
+
+    yield start
+    for run in started:
+        run.stop()
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
-def test_make_run_supervisor_serves_and_stops_cleanly(subprocess_env, fake_coingecko, short_tmp, stop_signal):
-    data_dir = short_tmp / f"run-{stop_signal.name}"
-    port = free_port()
-    env = {**subprocess_env, "DATA_DIR": str(data_dir), "PORT": str(port),
-           "COINGECKO_BASE_URL": fake_coingecko.base_url}
-    fake_coingecko.set_price("ethereum", 2200, market_cap=260000000000, change_24h=1.5)
-    run = Proc("run", [PY, "-m", "app.cli", "run"], env, short_tmp)
-    try:
-        wait_until(lambda: answers(port, "/stats?coin=ethereum",
-                                   {"price": 2200, "marketCap": 260000000000, "24hChange": 1.5}),
-                   60, what="make run serving")
-        assert f"http://127.0.0.1:{port}/stats?coin=bitcoin" in run.output
-        assert responds(embedded_url(data_dir))  # embedded Redis, no REDIS_URL given
-        assert fake_coingecko.request_count("/simple/price") == 1  # one start-up update, not one per process
-        run.popen.send_signal(stop_signal)
-        assert run.popen.wait(40) == 0
-        assert not responds(embedded_url(data_dir))
-        assert "Traceback" not in run.output
-    finally:
-        run.stop()
+def test_make_run_supervisor_serves_and_stops_cleanly(make_run, fake_coingecko, stop_signal):
+    run, port, _, data_dir = make_run(f"run-{stop_signal.name}")
+    assert f"http://127.0.0.1:{port}/stats?coin=bitcoin" in run.output
+    assert responds(embedded_url(data_dir))  # embedded Redis, no REDIS_URL given
+    assert fake_coingecko.request_count("/simple/price") == 1  # one start-up update, not one per process
+    run.popen.send_signal(stop_signal)
+    assert run.popen.wait(40) == 0
+    assert not responds(embedded_url(data_dir))
+    assert "Traceback" not in run.output
 
 
-def test_make_run_restarts_a_dead_embedded_redis_and_keeps_updating(subprocess_env, fake_coingecko, short_tmp):
-    data_dir = short_tmp / "run-redis-dies"
-    port = free_port()
-    env = {**subprocess_env, "DATA_DIR": str(data_dir), "PORT": str(port),
-           "COINGECKO_BASE_URL": fake_coingecko.base_url}
-    fake_coingecko.set_price("bitcoin", 40000, market_cap=800000000, change_24h=3.4)
-    run = Proc("run", [PY, "-m", "app.cli", "run"], env, short_tmp)
-    try:
-        wait_until(lambda: answers(port, "/stats?coin=bitcoin",
-                                   {"price": 40000, "marketCap": 800000000, "24hChange": 3.4}), 60, what="serving")
-        os.kill(int((data_dir / "redis.pid").read_text()), signal.SIGKILL)
-        wait_until(lambda: "starting it again" in run.output and responds(embedded_url(data_dir)), 20,
-                   what="embedded Redis restarted")
-        assert get(port, "/stats?coin=bitcoin").status_code == 200
-        fake_coingecko.set_price("bitcoin", 41000, market_cap=810000000, change_24h=1.0)
-        wait_until(lambda: celery_call(env).returncode == 0, 30, interval=1, what="trigger accepted")
-        wait_until(lambda: answers(port, "/stats?coin=bitcoin",
-                                   {"price": 41000, "marketCap": 810000000, "24hChange": 1.0}), 60,
-                   what="update after the restart")
-        run.popen.send_signal(signal.SIGINT)
-        assert run.popen.wait(40) == 0
-        assert not responds(embedded_url(data_dir))
-    finally:
-        run.stop()
+def test_make_run_restarts_a_dead_embedded_redis_and_keeps_updating(make_run, fake_coingecko):
+    run, port, env, data_dir = make_run("run-redis-dies")
+    os.kill(int((data_dir / "redis.pid").read_text()), signal.SIGKILL)
+    wait_until(lambda: "starting it again" in run.output and responds(embedded_url(data_dir)), 20,
+               what="embedded Redis restarted")
+    assert get(port, "/stats?coin=bitcoin").status_code == 200
+    fake_coingecko.set_price("bitcoin", 41000, market_cap=810000000, change_24h=1.0)
+    wait_until(lambda: celery_call(env).returncode == 0, 30, interval=1, what="trigger accepted")
+    wait_until(lambda: answers(port, "/stats?coin=bitcoin",
+                               {"price": 41000, "marketCap": 810000000, "24hChange": 1.0}), 60,
+               what="update after the restart")
+    run.popen.send_signal(signal.SIGINT)
+    assert run.popen.wait(40) == 0
+    assert not responds(embedded_url(data_dir))
