@@ -111,8 +111,13 @@ class StatsView:
                           details={"coin": coin, "currency": vs, "reason": reason})
         if event and event.get("event") == "failed":
             error = event.get("error") or {}
-            return NoData(f"no data for {coin} yet: the last update failed ({error.get('message', 'unknown error')})",
-                          details={"coin": coin, "currency": vs, "last_error": error,
+            # Upstream messages are about CoinGecko (public); store and Redis messages name internal hosts and
+            # paths, which anonymous clients need not see: they get the code, the operator has the log.
+            message = error.get("message") if str(error.get("code", "")).startswith("upstream") else None
+            message = message or f"{error.get('code', 'unknown_error')}; see the worker's log"
+            return NoData(f"no data for {coin} yet: the last update failed ({message})",
+                          details={"coin": coin, "currency": vs,
+                                   "last_error": {"code": error.get("code"), "message": message},
                                    "retry_in_seconds": event.get("retry_in_seconds")})
         if not self._loaded:
             return NoData(f"no data for {coin}: the store is unreachable", details={"coin": coin, "currency": vs})

@@ -102,3 +102,13 @@ def test_an_unexpected_store_error_does_not_kill_the_listener(view, repo, bus):
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_a_failed_store_write_does_not_show_internal_hosts_to_clients(view):
+    view.refresh()
+    view.note_event({"event": "failed", "error": {
+        "code": "storage_unavailable", "message": "MongoDB write failed: db-7.internal:27017 refused"}})
+    with pytest.raises(NoData) as err:
+        view.summary("bitcoin", None)
+    assert "storage_unavailable" in err.value.message
+    assert "internal" not in err.value.message and "internal" not in str(err.value.details)
