@@ -22,6 +22,11 @@ FAULTABLE = ("/simple/price", "/coins/markets")  # only the price endpoints take
 DROP = object()  # response sentinel: close the socket without answering
 
 
+class Trickle(namedtuple("Trickle", "seconds interval")):
+    """Response: 200 headers, then one byte every `interval` s for `seconds` s (each read succeeds, so a client's
+    per-read timeout never fires), then the connection is closed with the body incomplete."""
+
+
 # base_usd: seeded start price centres here and 24h change is measured against it; market cap = price x supply;
 # 24h volume = market cap x volume_ratio; step: std-dev of the per-call log-price step; lag: seconds this coin's
 # last_updated_at trails the clock (ids refresh at different moments, ref §2 example).
@@ -40,7 +45,7 @@ DEPRECATED = frozenset({"matic-network"})
 # Fixed conversion rates from USD. btc/eth make tiny values that json.dumps writes as 2.5e-05 (exponent quirk, ref §6).
 RATES = {"usd": 1.0, "eur": 0.92, "gbp": 0.79, "jpy": 150.0, "btc": 1 / 40000, "eth": 1 / 2200}
 FAULTS = {"status": (), "html": (), "rate_limit": (), "malformed": (), "body": ("body",), "raw": ("raw",),
-          "delay": ("seconds",), "drop": ()}  # fault name -> required options
+          "delay": ("seconds",), "drop": (), "trickle": ("seconds",)}  # fault name -> required options
 RATE_LIMIT_BODY = {"status": {"error_code": 429, "error_message": (
     "You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing "
     "to subscribe to our API plans for higher rate limits.")}}  # exact wording seen in the wild (ref §4)
@@ -127,6 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if response is DROP:
             return  # handler returns; the server closes the socket and the client sees no answer
+        if isinstance(response, Trickle):
+            self._trickle(response)
+            return
         status, payload, content_type, extra = response
         try:
             self.send_response(status)
@@ -138,6 +146,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (e.g. its timeout fired during a "delay" fault)
+
+
+    def _trickle(self, trickle: Trickle) -> None:
+        deadline = time.monotonic() + trickle.seconds
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            while time.monotonic() < deadline and not self.server.fake._stopping.wait(trickle.interval):
+                self.wfile.write(b" ")  # JSON allows leading whitespace: the body never gets anywhere
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
 
 
 class FakeCoinGecko:
@@ -293,6 +315,8 @@ class FakeCoinGecko:
             return DROP if self._stopping.wait(opts["seconds"]) else None
         if kind == "drop":
             return DROP
+        if kind == "trickle":
+            return Trickle(float(opts["seconds"]), float(opts.get("interval", 0.2)))
         if kind == "status":
             return _json(status or 500, {"error": http.client.responses.get(status or 500, "Error")})
         if kind == "html":

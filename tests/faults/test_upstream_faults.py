@@ -78,6 +78,31 @@ def test_timeouts_5xx_html_malformed_json_and_resets_are_retried_until_stored(pl
     assert platform.tracebacks() == []
 
 
+def test_a_run_held_by_a_trickling_answer_is_stopped_by_the_time_limit_and_retried(platform, figures):
+    """CoinGecko trickling its answer a byte at a time: the run's time limit stops it, the retry stores"""
+    fake = platform.fake
+    calls, rows, stored = fake.request_count(), platform.count(), len(platform.stored_events())
+    # Every read gets a byte within the 1 s read timeout, so only the task's soft time limit (connect 5 s + read
+    # 1 s + 15 s + 10 s = 31 s) can end this attempt.
+    fake.enqueue("trickle", seconds=90, interval=0.2)
+    figures.faults += 1
+    platform.trigger()
+    wait_until(lambda: fake.request_count() > calls, 15, what="run in flight")
+    assert platform.get("/stats?coin=bitcoin").json() == BTC  # the web answers meanwhile
+    platform.wait_stored(stored + 1, 60)
+    wait_until(platform.queue_idle, 10, what="the run acknowledged")
+
+    figures.upstream_calls = fake.request_count() - calls
+    figures.runs(1, len(platform.stored_events()) - stored)
+    assert figures.upstream_calls == 2  # the held attempt and its retry
+    assert platform.count() - rows == 1
+    assert [e["error"]["code"] for e in platform.failed_events()][-1:] == ["upstream_unreachable"]
+    assert "was stopped" in platform.failed_events()[-1]["error"]["message"]
+    assert platform.check_store() == []
+    assert figures.failures() == {}
+    assert platform.tracebacks() == []
+
+
 def test_429_retry_after_is_honoured_by_every_run(platform, figures):
     """429 with Retry-After: 3 (no request before it, from any run)"""
     fake, client = platform.fake, platform.redis()
