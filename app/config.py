@@ -118,9 +118,9 @@ class Settings:
 
     @property
     def fetch_claim_seconds(self) -> float:
-        """How long a scheduled run keeps its slot to itself while it fetches: one CoinGecko call (connect + read
-        timeouts) and the store's busy timeout with a margin, but under the visibility timeout, so that a run
-        redelivered after its worker died finds the slot free again."""
+        """How long a scheduled run keeps its slot to itself while it fetches: one attempt (connect + read timeouts
+        and the store's busy timeout), capped at half the visibility timeout. The claim belongs to the run's task id,
+        so its own retry or redelivery goes ahead; a twin trigger is skipped while it lasts."""
         return max(1.0, min(self.attempt_seconds, self.visibility_timeout / 2))
 
     @property

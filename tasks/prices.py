@@ -10,7 +10,7 @@ from celery.signals import after_setup_logger, beat_init, worker_ready
 
 from app.bootstrap import Services, announce, bootstrap
 from app.domain.errors import AppError, UpstreamUnavailable
-from app.services.polling import (needs_startup_update, report_failure, retry_delay, run_deadline, run_update,
+from app.services.polling import (needs_startup_update, report_failure, retry_decision, run_deadline, run_update,
                                   scheduled_slot)
 from tasks.celery_app import celery, settings
 
@@ -60,13 +60,10 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
         exc = caught if isinstance(caught, AppError) else UpstreamUnavailable(
             f"the run took longer than {settings.attempt_seconds:.0f} s and was stopped")
         now = s.clock()  # the attempt itself may have taken a while (timeouts, busy store)
-        delay = retry_delay(exc, attempt, now, deadline_at, max_delay=settings.max_retry_delay_seconds,
-                            base_seconds=settings.retry_base_seconds)
+        delay, reason = retry_decision(exc, attempt, now, deadline_at, max_delay=settings.max_retry_delay_seconds,
+                                       base_seconds=settings.retry_base_seconds)
         report_failure(s.bus, exc, s.clock, delay)
         if delay is None:
-            reason = ("not retryable" if not exc.transient else
-                      "waiting longer than a retry may" if now + timedelta(seconds=settings.max_retry_delay_seconds)
-                      < deadline_at else "no time left before the next scheduled run")
             log.error("update failed (%s): %s; next try at the scheduled run %s", reason, exc.message,
                       deadline_at.strftime("%H:%M UTC"))
             return {"ok": False, "error": exc.to_dict()}

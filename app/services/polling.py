@@ -148,7 +148,15 @@ def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime
 def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime,
                 rng: Callable[[], float] = random.random, max_delay: float | None = None,
                 base_seconds: float = 10.0) -> float | None:
-    """Seconds to wait before retrying after `error` on attempt number `attempt` (0-based), or None to give up.
+    """Seconds to wait before retrying after `error` on attempt number `attempt` (0-based), or None to give up;
+    `retry_decision` also says why it gives up."""
+    return retry_decision(error, attempt, now, deadline, rng, max_delay, base_seconds)[0]
+
+
+def retry_decision(error: AppError, attempt: int, now: datetime, deadline: datetime,
+                   rng: Callable[[], float] = random.random, max_delay: float | None = None,
+                   base_seconds: float = 10.0) -> tuple[float | None, str]:
+    """(seconds to wait before retrying after `error` on attempt `attempt` (0-based), or None; why not, if None).
 
     Permanent errors are not retried. A 429 waits for Retry-After (or 60 s when absent) plus jitter, never less.
     Other transient errors back off exponentially from `base_seconds` (10 s, 20 s, 40 s, … up to 5 min) with
@@ -157,16 +165,18 @@ def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime
     early).
     """
     if not error.transient:
-        return None
+        return None, "not retryable"
     if isinstance(error, UpstreamRateLimited):
         base = error.retry_after if error.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
         delay = base + rng() * min(30.0, max(1.0, base * 0.25))
     else:
         base = min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** attempt)
         delay = base * (0.75 + 0.5 * rng())
-    if now + timedelta(seconds=delay) >= deadline or (max_delay is not None and delay > max_delay):
-        return None
-    return delay
+    if now + timedelta(seconds=delay) >= deadline:
+        return None, "no time left before the next scheduled run"
+    if max_delay is not None and delay > max_delay:
+        return None, f"a {delay:.0f} s wait is longer than a retry may wait"
+    return delay, ""
 
 
 def scheduled_slot(schedule: CronSchedule, now: datetime) -> datetime:

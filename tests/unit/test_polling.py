@@ -8,8 +8,8 @@ from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, Upstream
 from app.domain.model import TrackedCoins
 from app.domain.schedule import CronSchedule
 from app.ports import FetchResult
-from app.services.polling import (needs_startup_update, retry_delay, run_deadline, run_update, scheduled_slot,
-                                  slot_key)
+from app.services.polling import (needs_startup_update, retry_decision, retry_delay, run_deadline, run_update,
+                                  scheduled_slot, slot_key)
 from app.storage.memory import InMemoryPriceRepository
 from tests.fakes import T0, FakePriceSource, obs
 
@@ -157,3 +157,12 @@ def test_a_worker_clock_slightly_behind_beat_still_finds_the_fired_slot():
     assert scheduled_slot(schedule, T0 - timedelta(seconds=2)) == T0  # beat fired 12:00 by its clock
     assert scheduled_slot(schedule, T0 + timedelta(minutes=7)) == T0
     assert scheduled_slot(CronSchedule.parse("* * * * *"), T0 - timedelta(seconds=3)) == T0
+
+
+def test_giving_up_says_why():
+    assert retry_decision(UpstreamRejected("bad key"), 0, T0, DEADLINE)[1] == "not retryable"
+    assert retry_decision(UpstreamServerError("500"), 7, T0 + timedelta(minutes=12), DEADLINE)[1] == (
+        "no time left before the next scheduled run")
+    delay, reason = retry_decision(UpstreamRateLimited("429", retry_after=500), 0, T0, T0 + timedelta(hours=1),
+                                   rng=lambda: 0.0, max_delay=420)
+    assert delay is None and reason == "a 500 s wait is longer than a retry may wait"
