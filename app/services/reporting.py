@@ -279,8 +279,9 @@ class ProbeResult:
 
 
 class _Probe:
-    """Single-flight, cached, time-bounded calls of one `ping`: at most one runs at a time, its result serves
-    every caller for `cache_seconds`, and a caller waits at most `timeout_seconds` for it."""
+    """Single-flight, time-bounded calls of one `ping`: at most one runs at a time (callers meanwhile get the last
+    known result), a caller waits at most `timeout_seconds`, and a failure is kept for `cache_seconds` before the
+    part is probed again. A success is not kept: a healthy ping is cheap, and an outage must show at once."""
 
     def __init__(self, name: str, ping: Callable[[], None], cache_seconds: float, timeout_seconds: float) -> None:
         self.name = name
@@ -295,7 +296,7 @@ class _Probe:
 
     def result(self) -> ProbeResult:
         with self._lock:
-            if self._result is not None and time.monotonic() - self._at < self.cache_seconds:
+            if self._result is not None and not self._result.ok and time.monotonic() - self._at < self.cache_seconds:
                 return self._result
             in_flight = self._running
             if in_flight is not None and self._result is not None:
@@ -344,7 +345,7 @@ class _Probe:
 
 class Readiness:
     """Whether the store and Redis answer, without letting readiness checks take the web down: each part is
-    probed by one thread at a time, its result cached for `cache_seconds`, and a request waits at most
+    probed by one thread at a time, a failure is cached for `cache_seconds`, and a request waits at most
     `timeout_seconds` (a frozen Redis then reads as `timeout`). Thread-safe."""
 
     def __init__(self, parts: dict[str, Callable[[], None]], *, cache_seconds: float = 3.0,

@@ -106,10 +106,12 @@ def test_concurrent_readyz_with_a_frozen_redis_run_one_probe_and_all_answer(sett
     assert frozen_bus.pings == 1  # one probe at a time per process, whatever the number of callers
 
 
-def test_readyz_reuses_a_recent_check(client, bus):
+def test_readyz_shows_an_outage_at_once_and_does_not_probe_a_down_part_again_for_a_few_seconds(client, bus):
     assert client.get("/readyz").status_code == 200
-    bus.down = True  # within the cache's few seconds the last answer stands
-    assert client.get("/readyz").status_code == 200
+    bus.down = True
+    assert client.get("/readyz").status_code == 503  # a success is not cached
+    bus.down = False  # within the few seconds a failure is kept, the part is not asked again
+    assert client.get("/readyz").get_json()["checks"]["redis"] == {"ok": False, "code": "broker_unavailable"}
 
 
 def test_readyz_shows_the_workers_clock_skew_when_reported(client, view):
