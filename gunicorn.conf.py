@@ -2,10 +2,12 @@
 before any worker forks, so a bad variable stops the web with one line naming it."""
 import os
 
+from app.api import server
 from app.bootstrap import load_settings, prepare
 
 _settings = load_settings(os.environ)
 prepare(_settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
+server.install()  # gunicorn's own 400/414/431 answers in the API's JSON shape (workers inherit it by fork)
 
 bind = _settings.bind
 workers = _settings.web_concurrency

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import redis
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.domain.errors import BrokerUnavailable, ConfigError
 
@@ -142,6 +143,102 @@ def stop_embedded_redis(data_dir: Path) -> None:
         pass
 
 
+# Anyone who can publish to this Redis can put anything on `crypto-update` (and in the last-event key): every
+# event is validated before use, and what does not fit is dropped. Generous bounds: a real event is a few hundred
+# bytes, names at most every tracked coin, and waits at most a day.
+MAX_EVENT_BYTES = 64 * 1024
+_COIN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+_LABEL = r"^[a-z0-9][a-z0-9._-]{0,99}/[a-z]{2,10}$"
+_DAY = 86_400.0
+
+
+class _EventErrorSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"))
+
+
+class UpdateEventSchema(Schema):
+    """A `stored` or `failed` event as the worker publishes it. Unknown fields are ignored (newer workers add
+    some); a known field of the wrong type or out of bounds makes the whole event invalid."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    event = fields.String(required=True, validate=validate.OneOf(["stored", "failed"]))
+    at = fields.AwareDateTime(allow_none=True)
+    stored_at = fields.AwareDateTime(allow_none=True)
+    observed_at = fields.AwareDateTime(allow_none=True)
+    slot = fields.AwareDateTime(allow_none=True)
+    coins = fields.List(fields.String(validate=validate.Regexp(_COIN)), validate=validate.Length(max=1000))
+    new_records = fields.Integer(strict=True, validate=validate.Range(min=0))
+    rejected = fields.Dict(keys=fields.String(validate=validate.Regexp(_LABEL)),
+                           values=fields.String(validate=validate.Length(max=1000)),
+                           validate=validate.Length(max=1000))
+    error = fields.Nested(_EventErrorSchema)
+    retry_in_seconds = fields.Float(allow_none=True, validate=validate.Range(min=0, max=_DAY))
+    retry_at = fields.AwareDateTime(allow_none=True)
+    clock_skew_seconds = fields.Float(allow_none=True, validate=validate.Range(min=-365 * _DAY, max=365 * _DAY))
+
+    @validates_schema
+    def _failed_has_error(self, data, **kwargs):
+        if data["event"] == "failed" and "error" not in data:
+            raise ValidationError("a failed event names its error", "error")
+
+
+_EVENT = UpdateEventSchema()
+
+
+class _ThrottledWarning:
+    """One WARNING line per `every_seconds` at most, counting what it held back (a flood of garbage must not
+    flood the log). Thread-safe."""
+
+    def __init__(self, every_seconds: float = 60.0) -> None:
+        self.every_seconds = every_seconds
+        self._last = float("-inf")
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, problem: str) -> None:
+        with self._lock:
+            self._held += 1
+            now = time.monotonic()
+            if now - self._last < self.every_seconds:
+                return
+            count, self._held, self._last = self._held, 0, now
+        log.warning("ignored %d invalid message(s) on %s (latest: %s); at most one such line per %.0f s",
+                    count, CHANNEL, problem, self.every_seconds)
+
+
+_bad_message = _ThrottledWarning()
+
+
+def parse_event(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A validated `stored`/`failed` event from its wire form, or None (logged, throttled) when it is not one.
+    Datetimes come back as aware datetimes, numbers as floats; unknown fields are dropped."""
+    if raw is None:
+        return None
+    if len(raw) > MAX_EVENT_BYTES:
+        _bad_message(f"{len(raw)} bytes, more than {MAX_EVENT_BYTES}")
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        _bad_message("not JSON")
+        return None
+    if not isinstance(data, dict):
+        _bad_message(f"a JSON {type(data).__name__}, not an object")
+        return None
+    try:
+        return _EVENT.load(data)
+    except ValidationError as exc:
+        # Only our own field names: the message's text is the sender's and is not repeated anywhere.
+        names = sorted(exc.messages) if isinstance(exc.messages, dict) else ["_schema"]
+        _bad_message("invalid " + ", ".join(names))
+        return None
+
+
 _CLAIM_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
@@ -192,7 +289,7 @@ class RedisUpdateBus:
     def last_event(self) -> dict[str, Any] | None:
         with self._errors("read"):
             raw = self.client.get(KEY_PREFIX + "last-event")
-        return json.loads(raw) if raw else None
+        return parse_event(raw)
 
     def next_event(self, timeout: float) -> dict[str, Any] | None:
         with self._errors("subscribe"):
@@ -213,12 +310,7 @@ class RedisUpdateBus:
                 raise
         if message is None or message.get("type") != "message":
             return None
-        try:
-            event = json.loads(message["data"])
-        except ValueError:
-            log.warning("ignored a non-JSON message on %s", self.channel)
-            return None
-        return event if isinstance(event, dict) else None
+        return parse_event(message["data"])
 
     def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

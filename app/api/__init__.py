@@ -10,7 +10,16 @@ from flask import Flask
 from app.api import errors, health, stats
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
-from app.services.reporting import StatsView, keep_fresh
+from app.services.reporting import Readiness, StatsView, keep_fresh
+
+
+class _Flask(Flask):
+    def make_default_options_response(self):
+        """OPTIONS answers 204 with `Allow` and no body (Flask's default is an empty text/html 200)."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        response.headers.remove("Content-Type")
+        return response
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *,
@@ -28,10 +37,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         services = bootstrap(settings)
     view = StatsView(services.repo, services.tracked, services.clock, stale_after=2 * settings.update_interval)
 
-    app = Flask(__name__)
+    app = _Flask(__name__, static_folder=None)  # no static files; nor a route that could redirect
     app.json.sort_keys = False  # keep the contract's key order: price, marketCap, 24hChange
+    # `//stats` would be redirected to a Location built from the request's Host header, which a client (or a
+    # proxy) chooses: no path of ours is spelled with "//", so it is simply not found.
+    app.url_map.merge_slashes = False
     app.extensions["services"] = services
     app.extensions["view"] = view
+    app.extensions["readiness"] = Readiness({"store": services.repo.ping, "redis": services.bus.ping})
     errors.register(app)
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")

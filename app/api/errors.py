@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -20,12 +21,28 @@ STATUS = {
 }
 
 
+DEFAULT_RETRY_AFTER_SECONDS = 30  # a 503 that knows no better time to come back
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    """The one error shape."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def error_response(status: int, code: str, message: str, details=None):
-    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response = jsonify(error_body(code, message, details))
     response.status_code = status
     if status == 503:
-        response.headers["Retry-After"] = "30"
+        response.headers["Retry-After"] = str(_retry_after(details))
     return response
+
+
+def _retry_after(details) -> int:
+    """Whole seconds until the next attempt when the error knows it (a failed update's retry), else the default."""
+    left = details.get("retry_in_seconds") if isinstance(details, dict) else None
+    if isinstance(left, (int, float)) and not isinstance(left, bool):
+        return max(1, math.ceil(left))
+    return DEFAULT_RETRY_AFTER_SECONDS
 
 
 def register(app: Flask) -> None:

@@ -136,9 +136,15 @@ def _start_cooldown(bus: UpdateBus, exc: UpstreamRateLimited, max_cooldown: time
 
 def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime],
                    retry_in: float | None) -> None:
-    """Announce a failed attempt (the web shows it while it has no data). Never raises."""
-    event = {"event": "failed", "at": clock().isoformat(), "error": error.to_dict(),
-             "retry_in_seconds": round(retry_in, 1) if retry_in is not None else None}
+    """Announce a failed attempt (the web shows it while it has no data). Never raises.
+
+    `retry_at` (absolute, ISO 8601) lets the web say how long is left at the time it answers; `retry_in_seconds`
+    stays for webs that predate it.
+    """
+    now = clock()
+    event = {"event": "failed", "at": now.isoformat(), "error": error.to_dict(),
+             "retry_in_seconds": round(retry_in, 1) if retry_in is not None else None,
+             "retry_at": (now + timedelta(seconds=retry_in)).isoformat() if retry_in is not None else None}
     try:
         bus.publish(event)
     except BrokerUnavailable as exc:

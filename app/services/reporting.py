@@ -8,12 +8,71 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from app.domain import errors as domain_errors
 from app.domain.errors import AppError, BrokerUnavailable, NoData
 from app.domain.model import Observation, TrackedCoins
 from app.domain.stats import DEVIATION_WINDOW, population_std
 from app.ports import PriceRepository, UpdateBus
 
 log = logging.getLogger(__name__)
+
+
+# What a client may read about a failed update: fixed text per known code. Event text is never repeated (anyone who
+# can publish to Redis could write it), nor store or Redis messages (they name internal hosts and paths).
+_PUBLIC_FAILURE = {
+    "upstream_unreachable": "CoinGecko unreachable",
+    "upstream_server_error": "CoinGecko answered with a server error",
+    "upstream_rate_limited": "CoinGecko is rate-limiting us",
+    "upstream_bad_response": "CoinGecko's answer was not usable",
+    "upstream_rejected": "CoinGecko refused the request; the operator must check the API key and plan",
+}
+# The fields CoinGecko's values are validated by (a rejection reason names them as "field: ...").
+_QUOTE_FIELDS = ("price", "market_cap", "volume_24h", "change_24h", "last_updated_at")
+CLOCK_SKEW_OK_SECONDS = 60.0  # the slot arithmetic tolerates at most a minute (polling.scheduled_slot)
+
+
+def _known_codes() -> frozenset[str]:
+    """Every `code` of the error tree, so a code from an event is shown only when it is one of ours."""
+    found, todo = set(), [AppError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return frozenset(found)
+
+
+def _public_failure(code: Any) -> tuple[str, str]:
+    """(code, message) safe to show to anyone for the error code an event carries."""
+    if not isinstance(code, str) or code not in _known_codes():
+        return "unknown_error", "unknown_error; see the worker's log"
+    if code in _PUBLIC_FAILURE:
+        return code, _PUBLIC_FAILURE[code]
+    if code.startswith("upstream"):
+        return code, f"CoinGecko gave no usable answer ({code})"
+    return code, f"{code}; see the worker's log"
+
+
+def _public_rejection(reason: str) -> str:
+    """A rejection reason as fixed text: which of the known fields were invalid, never the reason's own text."""
+    if reason.startswith("missing from"):
+        return "missing from CoinGecko's answer"
+    if reason.startswith("no price"):
+        return "no price in this currency"
+    named = [name for name in _QUOTE_FIELDS if reason.startswith(f"{name}:") or f"; {name}:" in reason]
+    return f"invalid {', '.join(named)}" if named else "invalid values"
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, datetime) and value.tzinfo is not None else None
+
+
+def _as_number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -58,8 +117,10 @@ class StatsView:
         self._summaries: dict[tuple[str, str], CoinSummary] = {}
         self._loaded = False
         self._last_event: dict[str, Any] | None = None
+        self._clock_skew: tuple[float | None] | None = None  # None: no event said; (None,): the worker cannot tell
         self._refresh_lock = threading.Lock()
         self._last_demand_refresh = float("-inf")
+        self._failing: str | None = None  # the kind of refresh failure already logged in this outage
 
     @property
     def loaded(self) -> bool:
@@ -71,10 +132,42 @@ class StatsView:
             self._summaries = build_summaries(self.repo, self.tracked)
             self._loaded = True
 
+    def try_refresh(self) -> bool:
+        """refresh(), for callers that must go on whatever happens. True when it worked. Logs once per outage:
+        a known failure (AppError) as one line, anything else (a bug) with its traceback; and the recovery."""
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001  callers (the listener, a request) must outlive any failure
+            kind = exc.code if isinstance(exc, AppError) else type(exc).__name__
+            with self._refresh_lock:
+                first, self._failing = self._failing != kind, kind
+            if first and isinstance(exc, AppError):
+                log.warning("cannot refresh stats from the store (%s); serving what is in memory, retrying every "
+                            "few seconds", exc.message)
+            elif first:
+                log.exception("unexpected error refreshing stats from the store; serving what is in memory, "
+                              "retrying every few seconds")
+            return False
+        with self._refresh_lock:
+            recovered, self._failing = self._failing is not None, None
+        if recovered:
+            log.info("store reachable again; stats refreshed")
+        return True
+
     def note_event(self, event: dict[str, Any] | None) -> None:
-        """Remember the last update event (a failure explains why there is no data yet)."""
-        if event and event.get("event") in ("stored", "failed"):
+        """Remember the last update event (a failure explains why there is no data yet) and the worker's clock
+        skew when the event reports it. Events are validated by the bus; nothing of their text is shown."""
+        if isinstance(event, dict) and event.get("event") in ("stored", "failed"):
             self._last_event = event
+            if "clock_skew_seconds" in event:
+                self._clock_skew = (_as_number(event["clock_skew_seconds"]),)
+
+    def clock_state(self) -> dict[str, Any] | None:
+        """The worker's clock as its last event reported it: {"skew_seconds", "ok"}, or None when not reported."""
+        if self._clock_skew is None:
+            return None
+        skew = self._clock_skew[0]
+        return {"skew_seconds": skew, "ok": None if skew is None else abs(skew) <= CLOCK_SKEW_OK_SECONDS}
 
     def summary(self, coin: str, vs_currency: str | None) -> tuple[CoinSummary, Freshness]:
         """The summary for a coin as asked (public id or CoinGecko id) and a currency (None = default).
@@ -88,10 +181,7 @@ class StatsView:
             # Nothing loaded yet (just started, or the store was down): one request in five seconds may wait on
             # the store, the others answer at once.
             self._last_demand_refresh = time.monotonic()
-            try:
-                self.refresh()
-            except Exception:  # noqa: BLE001  a request must get the 503 below, not a 500
-                pass
+            self.try_refresh()  # a request must get the 503 below, not a 500
             found = self._summaries.get((source_id, vs))
         if found is None:
             raise self._no_data(coin, vs)
@@ -104,24 +194,36 @@ class StatsView:
                          age > self.stale_after)
 
     def _no_data(self, coin: str, vs: str) -> NoData:
-        event = self._last_event
-        reason = (event or {}).get("rejected", {}).get(f"{self.tracked.resolve(coin)}/{vs}")
-        if reason:
+        event = self._last_event or {}
+        rejected = event.get("rejected")
+        reason = rejected.get(f"{self.tracked.resolve(coin)}/{vs}") if isinstance(rejected, dict) else None
+        if isinstance(reason, str):
+            reason = _public_rejection(reason)
             return NoData(f"no data for {coin}: CoinGecko gave no valid price for it in the last update ({reason})",
                           details={"coin": coin, "currency": vs, "reason": reason})
-        if event and event.get("event") == "failed":
-            error = event.get("error") or {}
-            # Upstream messages are about CoinGecko (public); store and Redis messages name internal hosts and
-            # paths, which anonymous clients need not see: they get the code, the operator has the log.
-            message = error.get("message") if str(error.get("code", "")).startswith("upstream") else None
-            message = message or f"{error.get('code', 'unknown_error')}; see the worker's log"
+        if event.get("event") == "failed":
+            error = event.get("error")
+            code, message = _public_failure(error.get("code") if isinstance(error, dict) else None)
+            retry_in = self._retry_in(event)
             return NoData(f"no data for {coin} yet: the last update failed ({message})",
-                          details={"coin": coin, "currency": vs,
-                                   "last_error": {"code": error.get("code"), "message": message},
-                                   "retry_in_seconds": event.get("retry_in_seconds")})
+                          details={"coin": coin, "currency": vs, "last_error": {"code": code, "message": message},
+                                   "retry_in_seconds": retry_in})
         if not self._loaded:
             return NoData(f"no data for {coin}: the store is unreachable", details={"coin": coin, "currency": vs})
         return NoData(f"no data for {coin} yet: the first update is pending", details={"coin": coin, "currency": vs})
+
+    def _retry_in(self, event: dict[str, Any]) -> float | None:
+        """Seconds from now to the retry a failed event announced (0 once due), or None when none is planned.
+        From `retry_at`, else from `at` + `retry_in_seconds` (older workers); never the number frozen at failure."""
+        retry_at = _as_datetime(event.get("retry_at"))
+        if retry_at is None:
+            at, wait = _as_datetime(event.get("at")), _as_number(event.get("retry_in_seconds"))
+            if at is None or wait is None:
+                return None
+            retry_at = at + timedelta(seconds=wait)
+        # No retry waits past the next scheduled run (one interval, half of stale_after): a later time is not real.
+        left = min((retry_at - self.clock()).total_seconds(), self.stale_after.total_seconds() / 2)
+        return max(0.0, round(left, 1))
 
     def newest(self) -> Observation | None:
         """The most recently fetched record across all coins, for readiness reports."""
@@ -132,11 +234,11 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
                poll_timeout: float = 1.0) -> None:
     """Refresh `view` on every `crypto-update` event, after every (re)subscription (events may have been missed
     while disconnected) and every `every_seconds` anyway. Runs until `stop` is set; survives Redis and store
-    outages (logs once per outage, retries with backoff).
+    outages (logs once per outage, retries with backoff). The bus drops invalid messages (they refresh nothing).
     """
     last = float("-inf")  # refresh at once on start
     backoff = 1.0
-    redis_down = store_down = False
+    redis_down = False
     while not stop.is_set():
         try:
             event = bus.next_event(timeout=poll_timeout)
@@ -156,19 +258,100 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
             # started after a failed update can still say why it has no data).
             try:
                 view.note_event(bus.last_event())
-            except Exception:  # noqa: BLE001  Redis gone again, or a garbled key: not worth the listener's life
-                pass
+            except BrokerUnavailable:
+                pass  # Redis gone again: the next next_event says so
+            except Exception:  # noqa: BLE001  a bug must not cost the listener its life, nor go unseen
+                log.exception("unexpected error reading the last crypto-update event")
         view.note_event(event)
         if event is not None or time.monotonic() - last >= every_seconds:
-            try:
-                view.refresh()
+            if view.try_refresh():
                 last = time.monotonic()
-                if store_down:
-                    log.info("store reachable again; stats refreshed")
-                    store_down = False
-            except Exception as exc:  # noqa: BLE001  this thread must outlive any store failure, known or not
-                if not store_down:
-                    log.warning("cannot refresh stats from the store (%s); serving what is in memory, retrying "
-                                "every few seconds", getattr(exc, "message", repr(exc)))
-                    store_down = True
+            else:
                 last = time.monotonic() - every_seconds + min(every_seconds, 5.0)  # try again in a few seconds
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One part's readiness: ok, or the code of why not (an AppError code, `timeout` or `internal_error`). Safe to show to anyone: no message, host or path."""
+
+    ok: bool
+    code: str | None = None
+
+
+class _Probe:
+    """Single-flight, time-bounded calls of one `ping`: at most one runs at a time (callers meanwhile get the last
+    known result), a caller waits at most `timeout_seconds`, and a failure is kept for `cache_seconds` before the
+    part is probed again. A success is not kept: a healthy ping is cheap, and an outage must show at once."""
+
+    def __init__(self, name: str, ping: Callable[[], None], cache_seconds: float, timeout_seconds: float) -> None:
+        self.name = name
+        self.ping = ping
+        self.cache_seconds = cache_seconds
+        self.timeout_seconds = timeout_seconds
+        self._lock = threading.Lock()
+        self._result: ProbeResult | None = None
+        self._at = float("-inf")
+        self._running: threading.Event | None = None  # set when the probe in flight finishes
+        self._logged: ProbeResult | None = ProbeResult(True)  # the state last logged (a change is logged)
+
+    def result(self) -> ProbeResult:
+        with self._lock:
+            if self._result is not None and not self._result.ok and time.monotonic() - self._at < self.cache_seconds:
+                return self._result
+            in_flight = self._running
+            if in_flight is not None and self._result is not None:
+                return self._result  # one probe at a time: the others answer with what is known
+            if in_flight is None:
+                done = self._running = threading.Event()
+        if in_flight is not None:  # nothing known yet (just started): wait for the probe in flight, bounded too
+            in_flight.wait(self.timeout_seconds)
+            with self._lock:
+                return self._result or ProbeResult(False, "timeout")
+        threading.Thread(target=self._run, args=(done,), name=f"readiness-{self.name}", daemon=True).start()
+        if done.wait(self.timeout_seconds):
+            with self._lock:
+                return self._result or ProbeResult(False, "timeout")
+        timed_out = ProbeResult(False, "timeout")
+        with self._lock:
+            if self._running is done:  # still in flight: report the timeout until it ends (or the cache ages)
+                self._result, self._at = timed_out, time.monotonic()
+        self._log(timed_out, f"no answer within {self.timeout_seconds:.1f} s")
+        return timed_out
+
+    def _run(self, done: threading.Event) -> None:
+        detail = ""
+        try:
+            self.ping()
+            result = ProbeResult(True)
+        except AppError as exc:
+            result, detail = ProbeResult(False, exc.code), exc.message
+        except Exception as exc:  # noqa: BLE001  a bug in a ping must say so, not hang readiness
+            result, detail = ProbeResult(False, "internal_error"), f"{type(exc).__name__}: {exc}"
+            log.exception("readiness check of the %s failed unexpectedly", self.name)
+        self._log(result, detail)
+        with self._lock:
+            self._result, self._at, self._running = result, time.monotonic(), None
+        done.set()
+
+    def _log(self, result: ProbeResult, detail: str) -> None:
+        # The details (which host, which path, why) are for the operator: the log, once per change of state.
+        with self._lock:
+            changed, self._logged = self._logged != result, result
+        if changed and result.ok:
+            log.info("readiness: %s reachable again", self.name)
+        elif changed and result.code != "internal_error":
+            log.warning("readiness: %s not ready (%s): %s", self.name, result.code, detail)
+
+
+class Readiness:
+    """Whether the store and Redis answer, without letting readiness checks take the web down: each part is
+    probed by one thread at a time, a failure is cached for `cache_seconds`, and a request waits at most
+    `timeout_seconds` (a frozen Redis then reads as `timeout`). Thread-safe."""
+
+    def __init__(self, parts: dict[str, Callable[[], None]], *, cache_seconds: float = 3.0,
+                 timeout_seconds: float = 1.0) -> None:
+        self._probes = [_Probe(name, ping, cache_seconds, timeout_seconds) for name, ping in parts.items()]
+
+    def check(self) -> dict[str, ProbeResult]:
+        """{part name: ProbeResult}; takes at most about `timeout_seconds` per part, usually no time at all."""
+        return {probe.name: probe.result() for probe in self._probes}

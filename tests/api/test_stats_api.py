@@ -1,8 +1,11 @@
 """The inherited HTTP contract: /stats and /deviation (and /api/v1/...), errors in one JSON shape."""
+import logging
 from datetime import timedelta
 
 import pytest
 
+from app.domain.errors import StorageUnavailable, UpstreamUnavailable
+from app.services.polling import report_failure
 from tests.fakes import T0, obs
 
 
@@ -51,7 +54,11 @@ def test_unknown_market_cap_is_null(client, repo, view):
 
 def test_coin_is_case_and_space_insensitive(client, repo, view):
     store(repo, view, "bitcoin", [40000])
-    assert client.get("/stats?coin=%20Bitcoin%20").status_code == 200
+    store(repo, view, "ethereum", [2200])
+    for query in ("%20Bitcoin%20", "BITCOIN", "bitcoin&currency=USD"):
+        response = client.get(f"/stats?coin={query}")
+        assert response.status_code == 200, query
+        assert response.get_json() == {"price": 40000, "marketCap": 800000000, "24hChange": 3.4}, query
 
 
 @pytest.mark.parametrize("query", ["", "?coin=", "?coin=%20%20", "?other=1"])
@@ -92,20 +99,69 @@ def test_no_data_yet_is_503_saying_the_first_update_is_pending(client, view):
     assert "first update is pending" in response.get_json()["error"]["message"]
 
 
-def test_no_data_after_a_failed_update_says_why(client, view):
+def test_no_data_after_a_failed_update_says_why_and_when_it_retries(client, view, bus, clock):
     view.refresh()
-    view.note_event({"event": "failed", "error": {"code": "upstream_unreachable",
-                                                  "message": "CoinGecko unreachable"}, "retry_in_seconds": 20})
-    error = client.get("/deviation?coin=ethereum").get_json()["error"]
+    report_failure(bus, UpstreamUnavailable("CoinGecko unreachable: connect timeout"), clock, 20.0)
+    view.note_event(bus.pending.pop())
+    response = client.get("/deviation?coin=ethereum")
+    error = response.get_json()["error"]
+    assert response.status_code == 503
     assert "last update failed (CoinGecko unreachable)" in error["message"]
-    assert error["details"]["retry_in_seconds"] == 20
+    assert error["details"]["retry_in_seconds"] == 20 and response.headers["Retry-After"] == "20"
+    clock.advance(seconds=16)  # the time left shrinks as it passes, in the body and in Retry-After
+    response = client.get("/deviation?coin=ethereum")
+    assert response.get_json()["error"]["details"]["retry_in_seconds"] == 4
+    assert response.headers["Retry-After"] == "4"
+
+
+def test_an_event_from_an_older_worker_without_retry_at_still_counts_down(client, view, clock):
+    view.refresh()
+    view.note_event({"event": "failed", "at": clock.now.isoformat(), "error": {"code": "upstream_server_error"},
+                     "retry_in_seconds": 30.0})
+    clock.advance(seconds=12)
+    response = client.get("/stats?coin=bitcoin")
+    assert response.get_json()["error"]["details"]["retry_in_seconds"] == 18
+    assert response.headers["Retry-After"] == "18"
 
 
 def test_store_down_keeps_serving_what_is_in_memory(client, repo, view, tmp_path):
     store(repo, view, "bitcoin", [40000])
-    repo.path = tmp_path / "missing-dir" / "x" / "gone.sqlite3"  # next connection cannot open
-    repo.close()
-    assert client.get("/stats?coin=bitcoin").get_json()["price"] == 40000
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file: no database can be created beneath it")
+    repo.path = blocker / "gone.sqlite3"
+    repo.close()  # the next connection must open the new path, and cannot
+    with pytest.raises(StorageUnavailable):
+        view.refresh()  # the view did try, and failed
+    response = client.get("/stats?coin=bitcoin")
+    assert response.status_code == 200 and response.get_json()["price"] == 40000
+
+
+def test_an_unexpected_exception_is_a_json_500_with_its_traceback_logged(app, caplog):
+    @app.get("/boom")
+    def boom():
+        raise ZeroDivisionError("secret internals: /srv/app/data")
+
+    with caplog.at_level(logging.ERROR):
+        response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": {"code": "internal_error", "message": "internal server error",
+                                             "details": None}}
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "Traceback" in caplog.text and "ZeroDivisionError: secret internals" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1//stats?coin=bitcoin", "//stats?coin=bitcoin", "/api/v1//deviation"])
+def test_double_slashes_never_redirect_to_the_requests_host(client, path):
+    response = client.get(path, headers={"Host": "attacker.example"})
+    assert "Location" not in response.headers
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+def test_options_is_204_with_allow_and_no_html(client):
+    response = client.options("/stats")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert "text/html" not in response.headers.get("Content-Type", "")
+    assert "GET" in response.headers["Allow"]
 
 
 @pytest.mark.parametrize("path,status", [("/nope", 404), ("/stats/bitcoin", 404)])

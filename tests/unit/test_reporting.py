@@ -1,4 +1,5 @@
 """The web's in-memory view and the loop that keeps it fresh, over fakes."""
+import logging
 import threading
 from datetime import timedelta
 
@@ -69,7 +70,8 @@ def test_a_coin_coingecko_keeps_rejecting_says_why(view, repo):
                      "rejected": {"ethereum/usd": "price: Must be greater than 0."}})
     with pytest.raises(NoData) as err:
         view.summary("ethereum", None)
-    assert "CoinGecko gave no valid price" in err.value.message and "greater than 0" in err.value.message
+    assert "CoinGecko gave no valid price" in err.value.message and "(invalid price)" in err.value.message
+    assert "greater than 0" not in err.value.message  # the event's text is never repeated, only known field names
 
 
 def test_a_web_started_after_a_failure_learns_it_from_redis(view, bus):
@@ -82,13 +84,15 @@ def test_a_web_started_after_a_failure_learns_it_from_redis(view, bus):
         wait_until(lambda: view.loaded, 5, what="first refresh")
         with pytest.raises(NoData) as err:
             view.summary("bitcoin", None)
-        assert "last update failed (bad key)" in err.value.message
+        assert "last update failed (CoinGecko refused the request" in err.value.message
+        assert "bad key" not in err.value.message
     finally:
         stop.set()
         thread.join(5)
 
 
-def test_an_unexpected_store_error_does_not_kill_the_listener(view, repo, bus):
+def test_an_unexpected_store_error_does_not_kill_the_listener(view, repo, bus, caplog):
+    caplog.set_level(logging.INFO)
     repo.fail_with = RuntimeError("corrupt file")
     stop = threading.Event()
     thread = threading.Thread(target=keep_fresh, args=(view, bus, 0.05, stop), kwargs={"poll_timeout": 0.01})
@@ -102,6 +106,20 @@ def test_an_unexpected_store_error_does_not_kill_the_listener(view, repo, bus):
     finally:
         stop.set()
         thread.join(5)
+    # A bug is not a store outage: its traceback is logged, once for the whole outage, then the recovery.
+    assert caplog.text.count("Traceback") == 1 and "RuntimeError: corrupt file" in caplog.text
+    assert "store reachable again" in caplog.text
+
+
+def test_a_known_store_failure_is_one_line_per_outage_without_traceback(view, repo, caplog):
+    repo.fail_with = StorageUnavailable("SQLite database is locked")
+    for _ in range(5):  # requests and the listener keep trying during the outage
+        assert view.try_refresh() is False
+    assert "Traceback" not in caplog.text
+    assert caplog.text.count("cannot refresh stats from the store (SQLite database is locked)") == 1
+    repo.fail_with = RuntimeError("bug in building summaries")
+    assert view.try_refresh() is False  # a new kind of failure is reported, with its traceback
+    assert caplog.text.count("Traceback") == 1
 
 
 def test_a_failed_store_write_does_not_show_internal_hosts_to_clients(view):
