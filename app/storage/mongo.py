@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.errors import BulkWriteError, PyMongoError
-from pymongo.topology_description import TOPOLOGY_TYPE
+from pymongo.topology_description import TOPOLOGY_TYPE, TopologyDescription
 
 from app.domain.errors import StorageUnavailable
 from app.domain.model import Observation
@@ -112,8 +112,8 @@ class MongoPriceRepository:
         request with nothing loaded waited 5-9 s for its 503). The monitor keeps checking in the background
         (every heartbeatFrequencyMS, 10 s), so calls go through again once it sees a server back.
         """
-        description = getattr(self.client, "topology_description", None)  # absent on mongomock
-        if description is None or description.has_readable_server():
+        description = getattr(self.client, "topology_description", None)  # mongomock: absent, or a collection
+        if not isinstance(description, TopologyDescription) or description.has_readable_server():
             return None
         servers = list(description.server_descriptions().values())
         if servers and all(server.error is not None for server in servers):
