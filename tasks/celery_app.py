@@ -4,11 +4,39 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.worker.consumer import Consumer
 
 from app import broker
 from app.bootstrap import load_settings, prepare
 from app.config import Settings
 from beat_schedule import build_schedule
+
+
+class BrokerLossTolerantConsumer(Consumer):
+    """Celery's consumer, surviving a Redis outage while it holds an unacknowledged message (a retry countdown, a
+    run in progress).
+
+    Celery 5.7 tears a lost connection down twice: `collect()`, which detaches kombu's transport, then `close()`,
+    which closes the default channel again. When the first close stopped half-way (Redis gone while a BRPOP was
+    pending), the second one tries to restore the held messages through the detached transport and raises
+    `AttributeError: 'NoneType' object has no attribute 'hostname'` (kombu `_connparams`), which `ignore_errors`
+    does not ignore: the worker stops with "Unrecoverable error". Nothing is lost by ignoring it: the restore could
+    not reach Redis anyway, and the messages stay in Redis's unacked set, redelivered after the visibility timeout.
+    """
+
+    def on_connection_error_after_connected(self, exc):
+        connection = self.connection
+        if connection is not None:
+            close = connection.close
+
+            def close_collected():
+                try:
+                    close()
+                except AttributeError:  # the detached transport; see the class docstring
+                    pass
+
+            connection.close = connection.release = close_collected
+        super().on_connection_error_after_connected(exc)
 
 
 def celery_config(settings: Settings, redis_url: str) -> dict:
@@ -33,6 +61,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         task_soft_time_limit=int(settings.attempt_seconds) + 10,
         task_time_limit=int(settings.attempt_seconds) + 30,
         worker_prefetch_multiplier=1,
+        worker_consumer="tasks.celery_app:BrokerLossTolerantConsumer",
         task_ignore_result=True,
         result_backend=None,
         timezone="UTC",

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.errors import BulkWriteError, PyMongoError
-from pymongo.topology_description import TOPOLOGY_TYPE
+from pymongo.topology_description import TOPOLOGY_TYPE, TopologyDescription
 
 from app.domain.errors import StorageUnavailable
 from app.domain.model import Observation
@@ -105,7 +105,25 @@ class MongoPriceRepository:
     def collection(self):
         return self.client.get_default_database(default=DEFAULT_DATABASE)[COLLECTION]
 
+    def _known_unreachable(self) -> str | None:
+        """Why no server can serve us, when the driver's monitor already found every one down; else None.
+
+        Server selection would otherwise wait its whole timeout on each call although the answer is known (a web
+        request with nothing loaded waited 5-9 s for its 503). The monitor keeps checking in the background
+        (every heartbeatFrequencyMS, 10 s), so calls go through again once it sees a server back.
+        """
+        description = getattr(self.client, "topology_description", None)  # mongomock: absent, or a collection
+        if not isinstance(description, TopologyDescription) or description.has_readable_server():
+            return None
+        servers = list(description.server_descriptions().values())
+        if servers and all(server.error is not None for server in servers):
+            return f"{servers[0].error.__class__.__name__}: no server reachable"
+        return None
+
     def _run(self, what: str, fn):
+        reason = self._known_unreachable()
+        if reason is not None:
+            raise StorageUnavailable(f"MongoDB {what} failed: {reason}")
         try:
             return fn()
         except PyMongoError as exc:

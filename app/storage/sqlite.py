@@ -60,10 +60,33 @@ def _from_row(row: tuple) -> Observation:
                        datetime.fromtimestamp(observed, timezone.utc), _from_ms(fetched))
 
 
+# Primary result codes (sqlite3 exceptions carry the extended one; its low byte is the primary).
+_CAUSES = {8: "the database is read-only (is DATA_DIR writable?)", 13: "the disk is full",
+           11: "the database file is corrupt", 26: "the database file is not a SQLite database (overwritten?)",
+           10: "disk I/O error"}
+
+
+def _cause(exc: sqlite3.Error) -> str:
+    code = getattr(exc, "sqlite_errorcode", None)
+    cause = _CAUSES.get(code & 0xFF) if isinstance(code, int) else None
+    return f"{cause} ({exc})" if cause else str(exc)
+
+
+def _stale(exc: sqlite3.Error) -> bool:
+    """Errors after which this connection must not be reused: a connection opened read-only stays read-only, and
+    one on a corrupt or replaced file keeps answering from its own state."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (8, 10, 11, 26)
+
+
 class SqlitePriceRepository:
     """Price store in one SQLite file. Thread- and fork-safe: a connection per thread, opened in the process using it.
 
     A busy timeout absorbs short write locks from other processes; past it, operations raise StorageUnavailable.
+    Faults under a running process are reported with their cause, never carried on silently: the file deleted or
+    replaced (its inode no longer the one opened; the next call reopens, recreating the schema if the file is
+    gone), a corrupt file (quick_check on open), read-only or I/O errors (the connection is dropped and reopened),
+    a full disk. A batch counts as stored only once a fresh connection reads it back.
     """
 
     def __init__(self, path: Path | str, busy_timeout_seconds: float = 10.0) -> None:
@@ -71,49 +94,111 @@ class SqlitePriceRepository:
         self.busy_timeout_seconds = busy_timeout_seconds
         self._local = threading.local()
 
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
-            return conn
+            if self._file_id() == self._local.file_id:
+                return conn
+            # Writes would go on into an unlinked (or replaced) file that nobody else can read.
+            self._drop()
+            raise StorageUnavailable("the SQLite database file was deleted or replaced while in use; "
+                                     "its history is no longer reachable, reopening")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
-        self._local.conn, self._local.pid = conn, os.getpid()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if check != "ok":
+                    raise sqlite3.DatabaseError(f"quick_check: {check}")
+                if created:  # deleted under us, or never created: a reader must find a table, not an error
+                    conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open the SQLite database: {_cause(exc)}") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot open the SQLite database: {exc.strerror}") from exc
+        self._local.conn, self._local.pid, self._local.file_id = conn, os.getpid(), self._file_id()
         return conn
 
+    def _failed(self, what: str, exc: sqlite3.Error) -> StorageUnavailable:
+        if _stale(exc):
+            self._drop()
+        return StorageUnavailable(f"SQLite {what} failed: {_cause(exc)}")
+
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        conn = self._conn()
         try:
-            return self._conn().execute(sql, args).fetchall()
+            return conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:  # locked, missing table, corrupt file
-            raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
+            raise self._failed("read", exc) from exc
 
     def ensure_schema(self) -> None:
+        conn = self._conn()
         try:
-            self._conn().executescript(_SCHEMA)
+            conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise StorageUnavailable(f"cannot create SQLite schema: {exc}") from exc
+            raise self._failed("schema creation", exc) from exc
 
     def add_batch(self, observations: Sequence[Observation]) -> int:
         """One transaction: all rows or none. Existing keys are skipped (and a key repeated in the batch is stored
-        once, as first given), so a replayed run adds nothing."""
+        once, as first given), so a replayed run adds nothing. Returns only after a fresh connection (as another
+        process would open one) read every row back; raises StorageUnavailable otherwise."""
         conn = self._conn()
+        rows = [_to_row(o) for o in observations]
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
-                conn.executemany(_INSERT, [_to_row(o) for o in observations])
+                conn.executemany(_INSERT, rows)
                 added = conn.total_changes - before
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite already rolled back on e.g. a full disk
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StorageUnavailable(f"SQLite write failed: {exc}") from exc
+            raise self._failed("write", exc) from exc
+        self._read_back(rows)
         return added
+
+    def _read_back(self, rows: list[tuple]) -> None:
+        # The writing connection may keep "succeeding" on a file that others cannot read (overwritten in place:
+        # WAL commits never touch the main file).
+        keys = sorted({row[:3] for row in rows})
+        try:
+            fresh = sqlite3.connect(self.path.as_uri() + "?mode=ro", uri=True, timeout=self.busy_timeout_seconds)
+            try:
+                found = sum(fresh.execute("SELECT count(*) FROM observations WHERE coin = ? AND vs_currency = ? "
+                                          "AND observed_at = ?", key).fetchone()[0] for key in keys)
+            finally:
+                fresh.close()
+        except sqlite3.Error as exc:
+            self._drop()
+            raise StorageUnavailable(f"SQLite batch written but not readable back: {_cause(exc)}") from exc
+        if found != len(keys):
+            self._drop()
+            raise StorageUnavailable(f"SQLite batch written but only {found} of {len(keys)} rows read back")
 
     def latest(self, coin: str, vs_currency: str) -> Observation | None:
         rows = self.last_n(coin, vs_currency, 1)
@@ -142,7 +227,4 @@ class SqlitePriceRepository:
         self._query("SELECT 1")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
-        self._local = threading.local()
+        self._drop()
