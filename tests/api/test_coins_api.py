@@ -4,12 +4,16 @@ import io
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.api import create_app
 from app.bootstrap import bootstrap
+from app.config import Settings
 from app.domain.errors import StorageUnavailable
 from app.storage.memory import InMemoryPriceRepository
-from tests.fakes import T0, FakePriceSource, obs
+from app.storage.sqlite import SqlitePriceRepository
+from tests.fakes import T0, FakeBus, FakeClock, FakePriceSource, obs
 
 DAY = T0.replace(hour=0)  # the clock stands at T0, 2026-11-25 12:00 UTC
 
@@ -177,3 +181,34 @@ def test_a_store_that_is_down_is_503_without_its_details(settings, bus, clock, r
     assert response.get_json()["error"]["code"] == "storage_unavailable"
     assert "/srv/secret" not in response.get_data(as_text=True)
     assert "storage_unavailable" in caplog.text and "/srv/secret" not in caplog.text
+
+
+PARAMETER_VALUES = st.one_of(
+    st.sampled_from(["15m", "1d", "100", "24h", "sample", "log_return", "csv", "usd", "1795608000", "-1",
+                     "2026-11-25", "0001-01-01", "9999-12-31T23:59:59-23:59", "-62135596801", "1e308", "nan"]),
+    st.text(max_size=30), st.integers().map(str), st.floats().map(str))
+QUERIES = st.dictionaries(st.sampled_from(["from", "to", "interval", "currency", "format", "window", "estimator",
+                                           "on"]), PARAMETER_VALUES, max_size=5)
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory):
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path_factory.mktemp("coins-fuzz"))})
+    repo = SqlitePriceRepository(settings.sqlite_path)
+    repo.ensure_schema()
+    store(repo, "bitcoin", [40000.0 + i for i in range(200)], T0 - timedelta(days=2))
+    return create_app(services=bootstrap(settings, repo=repo, source=FakePriceSource(), bus=FakeBus(),
+                                         clock=FakeClock()), background=False).test_client()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(route=st.sampled_from(["history", "stats"]), query=QUERIES)
+def test_no_parameter_value_gives_a_500(fuzz_client, route, query):
+    response = fuzz_client.get(f"/api/v1/coins/bitcoin/{route}", query_string=query)
+
+    assert response.status_code in (200, 400), (query, response.get_data(as_text=True))
+    if response.status_code == 400:
+        error = response.get_json()["error"]
+        # Each error names a parameter that was sent, or the bucket limit that the default interval broke.
+        assert error["code"] == "invalid_query"
+        assert error["details"]["parameter"] in query or error["details"].get("limit") == 2000
