@@ -32,7 +32,8 @@ def test_default_history_is_the_last_24_hours_at_15_minutes(client, repo):
     assert response.status_code == 200
     body = response.get_json()
     assert (body["coin"], body["currency"], body["interval"]) == ("bitcoin", "usd", "15m")
-    assert body["from"] == (T0 - timedelta(hours=24)).isoformat() and body["to"] == (T0 + timedelta(minutes=15)).isoformat()
+    assert body["from"] == (T0 - timedelta(hours=24)).isoformat()
+    assert body["to"] == (T0 + timedelta(minutes=15)).isoformat()
     buckets = body["buckets"]
     assert len(buckets) == 97
     # 11:40 falls in the 11:30 bucket, 11:50 in the 11:45 one; every other bucket is an honest gap.

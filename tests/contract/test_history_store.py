@@ -97,3 +97,15 @@ def test_sqlite_serves_ohlc_from_the_primary_key(tmp_path):
     # The range is a SEARCH of the primary key (not a SCAN of the table), and so are both per-bucket look-ups.
     assert sum(1 for step in plan if step.startswith("SEARCH") and "PRIMARY KEY" in step) == 3, plan
     assert not any(step.startswith("SCAN observations") for step in plan), plan
+
+
+def test_mongodb_groups_on_the_server_unless_it_lacks_the_operators(mongo_backend):
+    repo = mongo_backend.repo
+    repo.add_batch([record(1.0, at(0, 5)), record(2.0, at(0, 50))])
+
+    assert [b.n for b in repo.ohlc("bitcoin", "usd", at(0), at(1), HOUR)] == [2]
+
+    # mongomock and MongoDB run the aggregation; FerretDB 1.x refuses its $subtract/$mod (error 238) and the store
+    # groups client-side instead (README, "MongoDB").
+    ferretdb = mongo_backend.name == "mongodb" and mongo_backend.ferretdb_version()
+    assert repo._server_groups_ohlc is (not ferretdb)
