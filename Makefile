@@ -22,9 +22,11 @@ run: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Store benchmark: 100,000 records per backend (SQLite, memory; MongoDB too when MONGODB_TEST_URI is set).
+# Store benchmark: 100,000 records per backend (SQLite, memory; MongoDB too when MONGODB_TEST_URI is set); then the
+# Data API's history and stats reads over a year of 15-minute records.
 bench: install
 	$(BIN)/python -m tests.contract.bench_store
+	$(BIN)/python -m tests.contract.bench_history
 
 # An offline CoinGecko for demos: run it, then `COINGECKO_BASE_URL=http://127.0.0.1:8900/api/v3 make run`.
 fake-coingecko: install

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Sequence
 
+from app.domain.history import OhlcBucket
 from app.domain.model import Observation
 
 
@@ -45,6 +46,12 @@ class PriceRepository(Protocol):
 
     def close(self) -> None:
         """Release connections (the object may be used again afterwards and reconnects)."""
+
+    def ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
+             bucket_seconds: int) -> list[OhlcBucket]:
+        """Per-bucket aggregates of the records with start <= observed_at < end, oldest first, one OhlcBucket per
+        UTC bucket of `bucket_seconds` (aligned to the Unix epoch) that holds at least one record; empty buckets
+        are absent. Grouped by the store where it can, so a year of records is not sent to the caller."""
 
 
 class UpdateBus(Protocol):

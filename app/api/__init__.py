@@ -8,6 +8,7 @@ import threading
 from flask import Flask
 
 from app.api import errors, health, stats
+from app.api.coins import bp as coins_bp
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
 from app.services.reporting import Readiness, StatsView, keep_fresh
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
+    app.register_blueprint(coins_bp)
 
     if background:
         stop = threading.Event()

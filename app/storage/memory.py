@@ -6,6 +6,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Sequence
 
+from app.domain.history import OhlcBucket, buckets_of
 from app.domain.model import Observation
 
 
@@ -69,3 +70,7 @@ class InMemoryPriceRepository:
 
     def close(self) -> None:
         pass
+
+    def ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
+             bucket_seconds: int) -> list[OhlcBucket]:
+        return buckets_of(self.between(coin, vs_currency, start, end), bucket_seconds)

@@ -5,13 +5,14 @@ import logging
 import os
 import threading
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.topology_description import TOPOLOGY_TYPE, TopologyDescription
 
 from app.domain.errors import StorageUnavailable
+from app.domain.history import EPOCH, OhlcBucket, buckets_of
 from app.domain.model import Observation
 
 log = logging.getLogger(__name__)
@@ -237,3 +238,54 @@ class MongoPriceRepository:
                 self._client.close()
             self._client = None
 
+    # False once the server has refused the OHLC pipeline as not implemented (FerretDB 1.x has no $subtract or $mod
+    # in $group); the records are then grouped here, from a projected range read.
+    _server_groups_ohlc = True
+
+    def ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
+             bucket_seconds: int) -> list[OhlcBucket]:
+        """Per-bucket aggregates from one aggregation: $match on the key index's range, $sort by observed_at (the
+        index order), $group by bucket with $first/$last. On a server without those expression operators
+        (FerretDB 1.24: error 238 NotImplemented) the same range is read with a projection and grouped here."""
+        query = {"coin": coin, "vs_currency": vs_currency, "observed_at": {"$gte": start, "$lt": end}}
+
+        def grouped() -> list[OhlcBucket]:
+            # date - (ms since the epoch mod width) is the bucket's start, still a date: the epoch-aligned UTC bucket.
+            key = {"$subtract": ["$observed_at", {"$mod": [{"$subtract": ["$observed_at", EPOCH]},
+                                                           bucket_seconds * 1000]}]}
+            pipeline = [
+                {"$match": query},
+                {"$sort": {"observed_at": ASCENDING}},
+                {"$group": {"_id": key, "open": {"$first": "$price"}, "high": {"$max": "$price"},
+                            "low": {"$min": "$price"}, "close": {"$last": "$price"}, "n": {"$sum": 1},
+                            "market_cap": {"$last": "$market_cap"}, "volume": {"$last": "$volume_24h"}}},
+                {"$sort": {"_id": ASCENDING}},
+            ]
+            return [OhlcBucket(_utc(d["_id"]), d["open"], d["high"], d["low"], d["close"], d["n"],
+                               d.get("market_cap"), d.get("volume")) for d in self.collection.aggregate(pipeline)]
+
+        def read() -> list[OhlcBucket]:
+            if self._server_groups_ohlc:
+                try:
+                    return grouped()
+                except OperationFailure as exc:
+                    if exc.code != 238:  # NotImplemented; anything else is a real failure
+                        raise
+                    log.info("this server cannot group OHLC buckets (%s); grouping them client-side",
+                             str(exc)[:120])
+                    self._server_groups_ohlc = False
+            cursor = self.collection.find(query, {"_id": 0, "observed_at": 1, "price": 1, "market_cap": 1,
+                                                  "volume_24h": 1}).sort("observed_at", ASCENDING)
+            return buckets_of((_Point(_utc(d["observed_at"]), d["price"], d.get("market_cap"), d.get("volume_24h"))
+                               for d in cursor), bucket_seconds)
+
+        return self._run("read", read)
+
+
+class _Point(NamedTuple):
+    """The fields of a record that an OHLC bucket needs."""
+
+    observed_at: datetime
+    price: float
+    market_cap: float | None
+    volume_24h: float | None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from app.domain.errors import StorageUnavailable
+from app.domain.history import OhlcBucket
 from app.domain.model import Observation
 
 # One row per (coin, vs_currency, observed_at): the primary key is the unique key that makes replays write nothing,
@@ -37,6 +38,24 @@ _LAST_N = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency 
            "ORDER BY observed_at DESC LIMIT ?")
 _BETWEEN = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
             "AND observed_at >= ? AND observed_at < ? ORDER BY observed_at")
+# OHLC in one statement: GROUP BY bucket over the primary key's range (coin, vs_currency, observed_at), keeping each
+# bucket's first and last observed_at; open and close (and the last market cap and volume) are then two primary-key
+# look-ups per bucket, rather than a window function over every row. Integer division aligns buckets to the epoch
+# (observed_at is never before 1970).
+_OHLC = """
+WITH b AS (
+    SELECT observed_at / :width AS k, min(observed_at) AS first_at, max(observed_at) AS last_at,
+           max(price) AS high, min(price) AS low, count(*) AS n
+    FROM observations
+    WHERE coin = :coin AND vs_currency = :vs AND observed_at >= :lo AND observed_at < :hi
+    GROUP BY k
+)
+SELECT b.k * :width, o.price, b.high, b.low, c.price, b.n, c.market_cap, c.volume_24h
+FROM b
+JOIN observations AS o ON o.coin = :coin AND o.vs_currency = :vs AND o.observed_at = b.first_at
+JOIN observations AS c ON c.coin = :coin AND c.vs_currency = :vs AND c.observed_at = b.last_at
+ORDER BY b.k
+"""
 
 
 def _epoch_ms(at: datetime) -> int:
@@ -228,3 +247,21 @@ class SqlitePriceRepository:
 
     def close(self) -> None:
         self._drop()
+
+    def ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
+             bucket_seconds: int) -> list[OhlcBucket]:
+        """Per-bucket aggregates, grouped by SQLite (see _OHLC); bounds as in between()."""
+        rows = self._query(_OHLC, self._ohlc_args(coin, vs_currency, start, end, bucket_seconds))
+        return [OhlcBucket(datetime.fromtimestamp(t, timezone.utc), o, h, lo, c, n, cap, vol)
+                for t, o, h, lo, c, n, cap, vol in rows]
+
+    def explain_ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
+                     bucket_seconds: int) -> list[str]:
+        """SQLite's plan for ohlc (proof that the primary key serves the range and the look-ups)."""
+        return [row[3] for row in self._query("EXPLAIN QUERY PLAN " + _OHLC,
+                                              self._ohlc_args(coin, vs_currency, start, end, bucket_seconds))]
+
+    @staticmethod
+    def _ohlc_args(coin: str, vs_currency: str, start: datetime, end: datetime, bucket_seconds: int) -> dict:
+        return {"coin": coin, "vs": vs_currency, "lo": int(-(-start.timestamp() // 1)), "hi": end.timestamp(),
+                "width": int(bucket_seconds)}
