@@ -91,7 +91,9 @@ def parse_simple_price(body: Any, coins: Sequence[str], vs_currencies: Sequence[
                 rejected[label] = "a number too large to be a figure"
                 continue
             if quote["last_updated_at"] and quote["last_updated_at"] > fetched_at.timestamp() + MAX_CLOCK_SKEW_SECONDS:
-                rejected[label] = f"last_updated_at: {quote['last_updated_at']} is after the time we asked"
+                ahead = quote["last_updated_at"] - fetched_at.timestamp()
+                rejected[label] = (f"last_updated_at is {min(ahead, 1e12):.0f} s after we asked "
+                                   f"(more than {MAX_CLOCK_SKEW_SECONDS:.0f} s)")
                 continue
             observed = (datetime.fromtimestamp(quote["last_updated_at"], timezone.utc)
                         if quote["last_updated_at"] else fetched_at.replace(microsecond=0))

@@ -20,7 +20,7 @@ _passed: set[str] = set()
 _spoiled: list[str] = []  # why this session's figures must not be written
 _redis_dirs = itertools.count(1)
 # The report's order: the list of faults, not pytest's alphabetical one.
-ORDER = ["test_upstream_faults", "test_bad_payloads", "test_redis_outage", "test_worker_loss",
+ORDER = ["test_upstream_faults", "test_bad_payloads", "test_hostile_upstream", "test_redis_outage", "test_worker_loss",
          "test_duplicate_triggers", "test_store_outage", "test_shutdown", "test_bad_input"]
 
 
