@@ -118,3 +118,15 @@ def test_an_upstream_echoing_the_key_back_does_not_put_it_in_the_message(fake_co
     with pytest.raises(Exception) as err:
         fetch(fake_coingecko, api_key=KEY)
     assert KEY not in err.value.message and "***" in err.value.message
+
+
+def test_the_limit_is_a_setting_that_rejects_nonsense():
+    from app.config import Settings
+    from app.domain.errors import ConfigError
+
+    assert Settings.from_env({}).upstream_max_response_bytes == 4 * 1024 * 1024
+    assert Settings.from_env({"UPSTREAM_MAX_RESPONSE_BYTES": "65536"}).upstream_max_response_bytes == 65536
+    for bad in ("0", "-1", "lots", "1e9"):
+        with pytest.raises(ConfigError) as err:
+            Settings.from_env({"UPSTREAM_MAX_RESPONSE_BYTES": bad})
+        assert err.value.variable == "UPSTREAM_MAX_RESPONSE_BYTES"
