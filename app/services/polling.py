@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from app.domain.errors import AppError, BrokerUnavailable, UpstreamBadResponse, UpstreamError, UpstreamRateLimited
 from app.domain.model import TrackedCoins
-from app.domain.plausibility import implausible
+from app.domain.plausibility import MAX_FUTURE, implausible
 from app.domain.schedule import CronSchedule
 from app.ports import PriceRepository, PriceSource, UpdateBus
 
@@ -91,7 +91,7 @@ def _say_clock_skew(skew: float | None) -> None:
         log.warning("this machine's clock is %.0f s %s CoinGecko's (its Date header): time stamps it sends look %s; "
                     "synchronise the clock (NTP)", abs(skew), "ahead of" if skew > 0 else "behind",
                     "old, and ages of the data too large" if skew > 0 else
-                    "like the future and are rejected beyond 2 minutes")
+                    f"like the future, rejected beyond {MAX_FUTURE.total_seconds():.0f} s")
 
 
 def slot_key(slot: datetime) -> str:
