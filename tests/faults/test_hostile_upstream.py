@@ -6,16 +6,18 @@ leaves home, the worker stays small, every such answer is a retried upstream err
 The tests share one platform (starting processes is the slow part) and run in file order; the Retry-After test
 leaves a cooldown behind, so it is the last one on the shared platform.
 """
+import json
 import os
 import re
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.fake_coingecko import FakeCoinGecko, _gzip_bomb
 from tests.faults.harness import Figures, Platform
-from tests.procs import wait_until
+from tests.procs import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -231,5 +233,27 @@ def test_a_worker_clock_off_by_ten_minutes_is_said_and_published(make_platform, 
     figures.upstream_calls = fake.request_count()
     figures.runs(2, len(platform.stored_events()))
     assert platform.check_store() == []
+    assert figures.failures() == {}
+    assert platform.tracebacks() == []
+
+
+def test_credentials_in_the_base_url_reach_no_log_event_or_answer(make_platform, figures):
+    """COINGECKO_BASE_URL with a proxy's user and password, the proxy unreachable"""
+    secret, user = "pr0xy-s3cret-pw", "proxyuser"
+    platform = make_platform(COINGECKO_BASE_URL=f"http://{user}:{secret}@127.0.0.1:{free_port()}/api/v3",
+                             COINGECKO_API_KEY=KEY)
+    worker, web = platform.worker(), platform.web()
+    wait_until(lambda: len(platform.failed_events()) >= 2, 40, what="the start-up update failing and retrying")
+    wait_until(lambda: platform.get("/healthz", counted=False).status_code == 200, 30, what="web up")
+    # No data yet: the contract's 503 no_data, saying why (read directly: the 5xx figure counts failures only).
+    answer = requests.get(f"http://127.0.0.1:{platform.port}/stats?coin=bitcoin", timeout=10)
+    figures.faults += 1
+    figures.requests += 1
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "no_data"
+    assert "Connection refused" in platform.failed_events()[0]["error"]["message"]
+    told = " ".join([worker.output, web.output, json.dumps(platform.failed_events()), answer.text,
+                     platform.get("/readyz", counted=False).text])
+    for leaked in (secret, f"{user}:", KEY):
+        assert leaked not in told
     assert figures.failures() == {}
     assert platform.tracebacks() == []
