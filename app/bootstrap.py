@@ -53,6 +53,7 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
             settings.coingecko_base_url, api_key=settings.coingecko_api_key, plan=settings.coingecko_api_plan,
             connect_timeout=settings.upstream_connect_timeout_seconds,
             read_timeout=settings.upstream_read_timeout_seconds, clock=clock,
+            max_response_bytes=settings.upstream_max_response_bytes,
         )
     if bus is None:
         bus = broker.RedisUpdateBus(broker.redis_url(settings.redis_url, settings.data_dir))

@@ -40,6 +40,9 @@ class Settings:
     coingecko_api_key: str | None = field(default=None, repr=False)  # COINGECKO_API_KEY: never logged
     upstream_connect_timeout_seconds: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT_SECONDS
     upstream_read_timeout_seconds: float = 20.0  # UPSTREAM_READ_TIMEOUT_SECONDS
+    # UPSTREAM_MAX_RESPONSE_BYTES: bytes of a CoinGecko answer (decoded, gzip inflated) read at most; a larger one
+    # is a transient upstream error. 4 MiB: a real answer is ~110 bytes per coin and currency.
+    upstream_max_response_bytes: int = 4 * 1024 * 1024
     refresh_interval_seconds: float = 60.0  # REFRESH_INTERVAL_SECONDS: web re-reads the store this often anyway
     # BROKER_VISIBILITY_TIMEOUT_SECONDS: a run taken by a worker that died is redelivered after this long; None =
     # half the update interval (at least 60 s), so it is redelivered before it expires at the next tick.
@@ -78,6 +81,7 @@ class Settings:
             coingecko_api_key=api_key,
             upstream_connect_timeout_seconds=_float(get, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 120),
             upstream_read_timeout_seconds=_float(get, "UPSTREAM_READ_TIMEOUT_SECONDS", 20.0, 0.1, 600),
+            upstream_max_response_bytes=_int(get, "UPSTREAM_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, 1024, 1024 ** 3),
             refresh_interval_seconds=_float(get, "REFRESH_INTERVAL_SECONDS", 60.0, 1, 86400),
             broker_visibility_timeout_seconds=(
                 _float(get, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 0, 1, 86400)

@@ -15,6 +15,7 @@ class FetchResult:
 
     observations: list[Observation]
     rejected: dict[str, str] = field(default_factory=dict)  # "coin/vs" -> reason
+    clock_skew_seconds: float | None = None  # our clock minus the source's (its Date header); None = unknown
 
 
 class PriceSource(Protocol):

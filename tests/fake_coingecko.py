@@ -9,6 +9,7 @@ import random
 import signal
 import threading
 import time
+import zlib
 from collections import deque, namedtuple
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,70 @@ CLOUDFLARE_HTML = """<!DOCTYPE html>
 <p class="cf-footer-item">Cloudflare Ray ID: <strong>8a1b2c3d4e5f6789</strong></p>
 </div></div></body></html>
 """
+
+
+# ---- hostile modes (issue 8: an upstream that attacks its client) ------------------------------------------------
+# Queued like the other faults (enqueue):
+#   redirect  location=URL [status=301]      a redirect, e.g. to another host that would collect the key
+#   huge      size=N [declare_length=bool]   N bytes of JSON (spaces, then {}), streamed; Content-Length only if asked
+#   endless   [status=200]                   spaces for as long as the client reads
+#   gzip_bomb inflated=N                     Content-Encoding: gzip, a small body that inflates to N bytes of JSON
+#   nested    depth=N                        N nested JSON arrays (a parser's recursion)
+# Absurd Retry-After values go through rate_limit (retry_after="99999999999999999999"), absurd numbers through raw
+# or set_price. set_clock_offset(seconds) shifts the fake's clock (Date header and last_updated_at), as if the
+# client's clock were that many seconds behind.
+HOSTILE_FAULTS = {"redirect": ("location",), "huge": ("size",), "endless": (), "gzip_bomb": ("inflated",),
+                  "nested": ("depth",)}
+_PAD = b" " * 65536
+
+
+class Stream(namedtuple("Stream", "status headers chunks")):
+    """Response: `headers`, then the body from the iterator `chunks`; the connection closes when it ends."""
+
+
+def _padding(size: int | None, stopping: threading.Event):
+    """`size` bytes of valid JSON (leading whitespace, then {}), or spaces until `stopping` when size is None."""
+    left = size - 2 if size is not None else None
+    while (left is None or left > 0) and not stopping.is_set():
+        chunk = _PAD if left is None or left >= len(_PAD) else _PAD[:left]
+        yield chunk
+        if left is not None:
+            left -= len(chunk)
+    if size is not None:
+        yield b"{}"
+
+
+_bombs: dict[int, bytes] = {}
+
+
+def _gzip_bomb(inflated: int) -> bytes:
+    """gzip of `inflated` bytes of valid JSON: ~1 KB per MB, made once per size."""
+    if inflated not in _bombs:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        parts = [packer.compress(b" " * (1 << 20)) for _ in range(max(0, inflated - 2) >> 20)]
+        parts += [packer.compress(b" " * ((max(0, inflated - 2)) & ((1 << 20) - 1)) + b"{}"), packer.flush()]
+        _bombs[inflated] = b"".join(parts)
+    return _bombs[inflated]
+
+
+def _hostile(fake: "FakeCoinGecko", kind: str, opts: dict) -> Any:
+    if kind == "redirect":
+        return opts.get("status", 301), b'{"moved":true}', "application/json", {"Location": opts["location"]}
+    if kind == "huge":
+        size = int(opts["size"])
+        headers = {"Content-Type": "application/json"}
+        if opts.get("declare_length"):
+            headers["Content-Length"] = str(size)
+        return Stream(200, headers, _padding(size, fake._stopping))
+    if kind == "endless":
+        return Stream(opts.get("status", 200), {"Content-Type": "application/json"}, _padding(None, fake._stopping))
+    if kind == "gzip_bomb":
+        return 200, _gzip_bomb(int(opts["inflated"])), "application/json", {"Content-Encoding": "gzip"}
+    depth = int(opts["depth"])  # kind == "nested"
+    return 200, b"[" * depth + b"]" * depth, "application/json", {}
+
+
+FAULTS.update(HOSTILE_FAULTS)
 
 
 def _is_num(value: Any) -> bool:
@@ -135,6 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(response, Trickle):
             self._trickle(response)
             return
+        if isinstance(response, Stream):
+            self._stream(response)
+            return
         status, payload, content_type, extra = response
         try:
             self.send_response(status)
@@ -147,6 +215,22 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (e.g. its timeout fired during a "delay" fault)
 
+
+    def _stream(self, stream: Stream) -> None:
+        try:
+            self.send_response(stream.status)
+            for name, value in stream.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for chunk in stream.chunks:
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: what a bounded client does
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is None:  # the Date header of every answer, on the fake's (possibly offset) clock
+            timestamp = time.time() + self.server.fake._clock_offset
+        return super().date_time_string(timestamp)
 
     def _trickle(self, trickle: Trickle) -> None:
         deadline = time.monotonic() + trickle.seconds
@@ -247,6 +331,11 @@ class FakeCoinGecko:
         with self._lock:
             self._faults.extend([(fault, dict(opts))] * count)
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """Shift the Date header and last_updated_at by `seconds` (positive: the fake runs ahead) until reset()."""
+        with self._lock:
+            self._clock_offset = float(seconds)
+
     def set_down(self, down: bool = True) -> None:
         """While down, every /api/v3 request gets a 503 Cloudflare HTML page (outage, ref §4)."""
         with self._lock:
@@ -263,6 +352,7 @@ class FakeCoinGecko:
             self._faults: deque = deque()
             self._down = False
             self._log: list[dict] = []
+            self._clock_offset = 0.0
 
     @property
     def requests(self) -> list[dict]:
@@ -311,6 +401,8 @@ class FakeCoinGecko:
     def _fault(self, kind: str, opts: dict) -> Any:
         """The response for a queued fault, DROP, or None ("delay": answer normally after sleeping)."""
         status = opts.get("status")
+        if kind in HOSTILE_FAULTS:
+            return _hostile(self, kind, opts)
         if kind == "delay":  # stop() interrupts the sleep, so a stopped fake never answers late
             return DROP if self._stopping.wait(opts["seconds"]) else None
         if kind == "drop":
@@ -335,7 +427,7 @@ class FakeCoinGecko:
     def _control(self, method: str, name: str, body: bytes) -> tuple:
         if method == "GET" and name == "requests":
             return _json(200, self.requests)
-        if method != "POST" or name not in ("set_price", "enqueue", "set_down", "reset"):
+        if method != "POST" or name not in ("set_price", "enqueue", "set_down", "reset", "set_clock_offset"):
             return _json(404, {"error": "Not Found"})
         try:
             args = json.loads(body or b"{}")
@@ -372,7 +464,7 @@ class FakeCoinGecko:
         return {"price": price, "market_cap": pick("market_cap", price * coin.supply if num else None),
                 "volume": pick("volume_24h", price * coin.supply * coin.volume_ratio if num else None),
                 "change": pick("change_24h", (price / state["open"] - 1) * 100 if num and state["open"] else None),
-                "updated": pick("last_updated_at", self._clock - coin.lag),
+                "updated": pick("last_updated_at", self._clock - coin.lag + round(self._clock_offset)),
                 "exact": {"price" if k == "usd" else k for k, v in (pin or {}).items() if v is not None}}
 
     @staticmethod

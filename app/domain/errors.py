@@ -69,10 +69,12 @@ class BrokerUnavailable(AppError):
 
 
 class UpstreamError(AppError):
-    """CoinGecko did not give a usable answer."""
+    """CoinGecko did not give a usable answer. `clock_skew_seconds` is our clock minus CoinGecko's, measured on the
+    answer that failed (None when none arrived or it had no Date)."""
 
     code = "upstream_error"
     transient = True
+    clock_skew_seconds: float | None = None
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -16,6 +16,7 @@ DEFAULT_SPAN = timedelta(hours=24)
 # More buckets than a chart can show (2,000 x 15 min is about 3 weeks, x 1 d about 5.5 years), and a bound on the
 # work and the size of one answer.
 MAX_BUCKETS = 2000
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=timezone.utc)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _UNIX_SECONDS = re.compile(r"^-?[0-9]{1,12}(\.[0-9]+)?$")
 BUCKET_FIELDS = ("t", "open", "high", "low", "close", "n", "market_cap", "volume")
@@ -53,9 +54,15 @@ def parse_instant(value: str, parameter: str) -> datetime:
     text = value.strip()
     try:
         if _UNIX_SECONDS.match(text):
-            return EPOCH + timedelta(seconds=float(text))
-        at = datetime.fromisoformat(text)
-        return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+            at = EPOCH + timedelta(seconds=float(text))
+        else:
+            at = datetime.fromisoformat(text)
+            at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        # Far from any price history, and near datetime's ends the default span (to - 24 h) and the bucket
+        # arithmetic would overflow: refuse such instants as bad input rather than answer 500.
+        if not EPOCH <= at < LATEST_INSTANT:
+            raise ValueError(f"{parameter} is outside 1970..9000")
+        return at
     except (ValueError, OverflowError):
         raise _invalid(parameter, value, ["ISO-8601 such as 2026-11-25T12:00:00Z",
                                           "Unix seconds such as 1795608000"]) from None

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from app.domain.errors import AppError, BrokerUnavailable, UpstreamRateLimited
+from app.domain.errors import AppError, BrokerUnavailable, UpstreamBadResponse, UpstreamError, UpstreamRateLimited
 from app.domain.model import TrackedCoins
+from app.domain.plausibility import MAX_FUTURE, implausible
 from app.domain.schedule import CronSchedule
 from app.ports import PriceRepository, PriceSource, UpdateBus
 
@@ -16,6 +18,9 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT_FALLBACK_SECONDS = 60.0  # coingecko.md §7: without Retry-After, back off at least 60 s
 MAX_BACKOFF_SECONDS = 300.0
+# A Date header has one-second resolution and the network adds a little; NTP keeps real clocks within milliseconds.
+# Ten seconds apart is a clock that is not synchronised, worth a line in the log (and matters for freshness).
+CLOCK_SKEW_WARN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -29,34 +34,64 @@ class UpdateReport:
     stored_at: str
     rejected: dict[str, str] = field(default_factory=dict)
     slot: str | None = None
+    clock_skew_seconds: float | None = None  # our clock minus CoinGecko's (its Date header); None = unknown
 
     def event(self) -> dict[str, Any]:
         return {"event": "stored", "coins": self.coins, "stored_at": self.stored_at,
                 "observed_at": self.observed_at, "new_records": self.new_records,
-                "rejected": self.rejected, "slot": self.slot}
+                "rejected": self.rejected, "slot": self.slot, "clock_skew_seconds": self.clock_skew_seconds}
 
 
 def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoins,
                 clock: Callable[[], datetime], slot: datetime | None = None) -> UpdateReport:
-    """Fetch every tracked coin in every tracked currency with one upstream call and store the valid ones at once.
+    """Fetch every tracked coin in every tracked currency with one upstream call and store the plausible ones at
+    once (app.domain.plausibility; each coin is checked against its newest stored record).
 
-    Raises the source's UpstreamError or the store's StorageUnavailable unchanged. Idempotent: storing the same
-    CoinGecko values again adds no record.
+    Raises the source's UpstreamError or the store's StorageUnavailable unchanged, and UpstreamBadResponse when no
+    record is plausible. A worker clock that differs from CoinGecko's is said in one log line. Idempotent: storing
+    the same CoinGecko values again adds no record.
     """
-    result = source.fetch_prices(tracked.source_ids(), tracked.vs_currencies)
-    new = repo.add_batch(result.observations)
-    observed = max((o.observed_at for o in result.observations), default=None)
-    if result.rejected:
-        log.warning("CoinGecko gave no valid price for %s", "; ".join(f"{k} ({v})" for k, v in result.rejected.items()))
+    try:
+        result = source.fetch_prices(tracked.source_ids(), tracked.vs_currencies)
+    except UpstreamError as exc:
+        _say_clock_skew(exc.clock_skew_seconds)
+        raise
+    skew = result.clock_skew_seconds
+    _say_clock_skew(skew)
+    rejected = dict(result.rejected)
+    observations = []
+    for obs in result.observations:
+        reason = implausible(obs, obs.fetched_at, repo.latest(obs.coin, obs.vs_currency))
+        if reason:
+            rejected[f"{obs.coin}/{obs.vs_currency}"] = reason
+        else:
+            observations.append(obs)
+    if rejected:
+        log.warning("CoinGecko gave no valid price for %s", "; ".join(f"{k} ({v})" for k, v in rejected.items()))
+    if not observations:
+        error = UpstreamBadResponse("CoinGecko's answer held no plausible price", details={"rejected": rejected})
+        error.clock_skew_seconds = skew
+        raise error
+    new = repo.add_batch(observations)
+    observed = max(o.observed_at for o in observations)
     return UpdateReport(
         new_records=new,
-        observations=len(result.observations),
-        coins=sorted({o.coin for o in result.observations}),
-        observed_at=observed.isoformat() if observed else None,
+        observations=len(observations),
+        coins=sorted({o.coin for o in observations}),
+        observed_at=observed.isoformat(),
         stored_at=clock().isoformat(),
-        rejected=result.rejected,
+        rejected=rejected,
         slot=slot.isoformat() if slot else None,
+        clock_skew_seconds=skew,
     )
+
+
+def _say_clock_skew(skew: float | None) -> None:
+    if skew is not None and abs(skew) >= CLOCK_SKEW_WARN_SECONDS:
+        log.warning("this machine's clock is %.0f s %s CoinGecko's (its Date header): time stamps it sends look %s; "
+                    "synchronise the clock (NTP)", abs(skew), "ahead of" if skew > 0 else "behind",
+                    "old, and ages of the data too large" if skew > 0 else
+                    f"like the future, rejected beyond {MAX_FUTURE.total_seconds():.0f} s")
 
 
 def slot_key(slot: datetime) -> str:
@@ -127,7 +162,7 @@ def _respect_cooldown(bus: UpdateBus) -> None:
 def _start_cooldown(bus: UpdateBus, exc: UpstreamRateLimited, max_cooldown: timedelta) -> None:
     # Capped: a bogus Retry-After (a day, a year) must not stop updates for that long.
     seconds = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
-    seconds = min(seconds, max_cooldown.total_seconds())
+    seconds = min(seconds, max_cooldown.total_seconds()) if math.isfinite(seconds) else max_cooldown.total_seconds()
     try:
         bus.claim(COOLDOWN_KEY, max(1, round(seconds)))
     except BrokerUnavailable:
@@ -144,7 +179,8 @@ def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime
     now = clock()
     event = {"event": "failed", "at": now.isoformat(), "error": error.to_dict(),
              "retry_in_seconds": round(retry_in, 1) if retry_in is not None else None,
-             "retry_at": (now + timedelta(seconds=retry_in)).isoformat() if retry_in is not None else None}
+             "retry_at": (now + timedelta(seconds=retry_in)).isoformat() if retry_in is not None else None,
+             "clock_skew_seconds": getattr(error, "clock_skew_seconds", None)}
     try:
         bus.publish(event)
     except BrokerUnavailable as exc:
@@ -178,7 +214,8 @@ def retry_decision(error: AppError, attempt: int, now: datetime, deadline: datet
     else:
         base = min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** attempt)
         delay = base * (0.75 + 0.5 * rng())
-    if now + timedelta(seconds=delay) >= deadline:
+    # Compared as seconds, not as now + delay: a Retry-After of 1e20 s or in year 9999 overflows datetime.
+    if not delay < (deadline - now).total_seconds():  # also catches NaN
         return None, "no time left before the next scheduled run"
     if max_delay is not None and delay > max_delay:
         return None, f"a {delay:.0f} s wait is longer than a retry may wait"

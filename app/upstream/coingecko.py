@@ -12,20 +12,31 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.domain.errors import (
     UpstreamBadResponse,
+    UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
     UpstreamUnavailable,
 )
 from app.domain.model import Observation
+from app.domain.plausibility import MAX_FUTURE
 from app.ports import FetchResult
 
 USER_AGENT = "crypto-stats-platform/1.0 (+self-hosted CoinGecko poller)"  # coingecko.md §6: send an explicit UA
 KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}  # coingecko.md §1
-# A last_updated_at later than our request by more than ordinary clock skew (Kerberos tolerates 5 min) is garbage.
-# Stored, it would be "the newest record" until real time caught up (records sort by it), hiding every later update;
-# beyond year 9999 it does not even fit a datetime.
-MAX_CLOCK_SKEW_SECONDS = 300
+# A last_updated_at later than our request by more than the plausible clock skew is garbage. Stored, it would be
+# "the newest record" until real time caught up (records sort by it), hiding every later update; beyond year 9999
+# it does not even fit a datetime. The domain's plausibility rule says how far is too far.
+MAX_CLOCK_SKEW_SECONDS = MAX_FUTURE.total_seconds()
+# The default cap on a decoded answer: a real /simple/price answer is ~110 bytes per coin and currency, so even the
+# 515 ids one call can carry (coingecko.md §7) in six currencies stay well under it.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# Of an error answer (4xx/5xx) only the message matters (error_message keeps 160 characters): read this much at most.
+ERROR_BODY_BYTES = 64 * 1024
+CHUNK_BYTES = 64 * 1024  # urllib3 (>= 2.6) inflates gzip/deflate at most this much per read, so a bomb stays bounded
+# Retry-After beyond a day is no rate limit CoinGecko means (it sends ~60-120 s, coingecko.md §4); the policy caps
+# the wait at one update interval anyway, this keeps absurd values (1e20 s, year 9999) out of date arithmetic.
+MAX_RETRY_AFTER_SECONDS = 86400.0
 
 
 class QuoteSchema(Schema):
@@ -76,8 +87,13 @@ def parse_simple_price(body: Any, coins: Sequence[str], vs_currencies: Sequence[
             except ValidationError as exc:
                 rejected[label] = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(exc.messages.items()))
                 continue
+            except OverflowError:  # an integer of hundreds of digits: json parses it, float() cannot
+                rejected[label] = "a number too large to be a figure"
+                continue
             if quote["last_updated_at"] and quote["last_updated_at"] > fetched_at.timestamp() + MAX_CLOCK_SKEW_SECONDS:
-                rejected[label] = f"last_updated_at: {quote['last_updated_at']} is after the time we asked"
+                ahead = quote["last_updated_at"] - fetched_at.timestamp()
+                rejected[label] = (f"last_updated_at is {min(ahead, 1e12):.0f} s after we asked "
+                                   f"(more than {MAX_CLOCK_SKEW_SECONDS:.0f} s)")
                 continue
             observed = (datetime.fromtimestamp(quote["last_updated_at"], timezone.utc)
                         if quote["last_updated_at"] else fetched_at.replace(microsecond=0))
@@ -90,11 +106,17 @@ def parse_simple_price(body: Any, coins: Sequence[str], vs_currencies: Sequence[
 
 
 def error_message(body_text: str) -> str:
-    """CoinGecko's error text from any of its three JSON shapes, else a prefix of the raw body (coingecko.md §4)."""
+    """CoinGecko's error text from any of its three JSON shapes, else a prefix of the raw body (coingecko.md §4).
+
+    Bounded work whatever the body: only its first ERROR_BODY_BYTES characters are looked at, tags are stripped by
+    a pattern that cannot backtrack (a body of one million "<" took ~50 s with `<[^>]+>`), and nesting too deep
+    for the JSON parser counts as text.
+    """
+    body_text = body_text[:ERROR_BODY_BYTES]
     try:
         data = json.loads(body_text)
-    except ValueError:
-        text = re.sub(r"<[^>]+>", " ", body_text)
+    except (ValueError, RecursionError):
+        text = re.sub(r"<[^<>]*>", " ", body_text)
         return " ".join(text.split())[:160] or "(empty body)"
     if isinstance(data, dict):
         status = data.get("status")
@@ -112,16 +134,52 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """Retry-After as seconds: CoinGecko sends delta-seconds; an HTTP date is accepted too. None when absent/bad."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    value = value.strip()[:64]
+    if value.isascii() and value.isdigit():  # str.isdigit() alone also accepts "²", which float() refuses
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, (when - now).total_seconds()))
+
+
+def clock_skew_seconds(date_header: str | None, sent: datetime, received: datetime) -> float | None:
+    """Our clock minus the upstream's, from its `Date` header (positive: ours is ahead), or None when it sent no
+    usable one. The server stamps Date between our send and our receipt, truncated to the second, so the midpoint
+    of the two, half a second back, is the best estimate; it is good to about a second."""
+    if not date_header:
+        return None
+    try:
+        theirs = email.utils.parsedate_to_datetime(date_header.strip()[:64])
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if theirs.tzinfo is None:
+        theirs = theirs.replace(tzinfo=timezone.utc)
+    ours = sent + (received - sent) / 2
+    try:
+        return round((ours - theirs).total_seconds() - 0.5, 1)
+    except OverflowError:
+        return None
+
+
+def redactor(base_url: str, api_key: str | None) -> Callable[[str], str]:
+    """A function that removes the API key and the user info of `base_url` (a proxy's user and password) from text:
+    both could reach a message through an exception's text or an upstream echoing them back."""
+    secrets = [api_key or ""]
+    userinfo = base_url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+    if userinfo:
+        secrets += [userinfo, *userinfo.split(":", 1)]
+    secrets = sorted({x for x in secrets if len(x) >= 3}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    return redact
 
 
 class CoinGeckoClient:
@@ -130,54 +188,120 @@ class CoinGeckoClient:
     Each call makes exactly one request, with connect and read timeouts, and either returns a FetchResult or raises:
     UpstreamUnavailable (network), UpstreamRateLimited (429, with Retry-After), UpstreamServerError (5xx, 408),
     UpstreamRejected (other 4xx: key, plan or parameter problems; not worth retrying), UpstreamBadResponse (200 that
-    is HTML, malformed JSON, or holds no valid price). It never retries: the task owns the retry policy.
-    The API key travels in the plan's header only and appears in no message.
+    is HTML, malformed JSON, larger than `max_response_bytes` once decoded, or holds no valid price; or a redirect).
+    It never retries: the task owns the retry policy. Redirects are not followed: the key header would go with
+    them (requests strips only Authorization on a cross-host redirect) and another host's prices would be stored.
+    The API key and any credentials in `base_url` appear in no message. Every result and error carries the
+    measured clock skew (`clock_skew_seconds`: ours minus CoinGecko's Date, or None).
     """
 
     def __init__(self, base_url: str, *, api_key: str | None = None, plan: str = "demo",
                  connect_timeout: float = 5.0, read_timeout: float = 20.0,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                  clock: Callable[[], datetime] | None = None, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
+        self.max_response_bytes = max_response_bytes
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.redact = redactor(self.base_url, api_key)
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         if api_key:
             self.session.headers[KEY_HEADERS[plan]] = api_key
 
-    def _get(self, path: str, params: dict[str, str]) -> Any:
-        url = f"{self.base_url}{path}"
+    def _get(self, path: str, params: dict[str, str]) -> tuple[Any, float | None]:
+        """(decoded JSON body, clock skew) of one GET. Raises the UpstreamErrors listed on the class, each
+        carrying the skew when an answer arrived."""
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
+            sent = self.clock()
+            response = self.session.get(f"{self.base_url}{path}", params=params, timeout=self.timeout,
+                                        allow_redirects=False, stream=True)
+            skew = clock_skew_seconds(response.headers.get("Date"), sent, self.clock())
         except requests.Timeout as exc:
-            raise UpstreamUnavailable(f"CoinGecko timed out ({url}): {exc.__class__.__name__}") from exc
+            raise UpstreamUnavailable(f"CoinGecko timed out: {exc.__class__.__name__}") from exc
         except requests.RequestException as exc:
-            raise UpstreamUnavailable(f"CoinGecko unreachable ({url}): {_short(exc)}") from exc
+            raise UpstreamUnavailable(f"CoinGecko unreachable: {self.redact(_short(exc))}") from exc
+        try:
+            try:
+                return self._decode(response), skew
+            finally:
+                response.close()
+        except UpstreamError as exc:
+            exc.message = self.redact(exc.message)
+            exc.args = (exc.message,)
+            exc.clock_skew_seconds = skew
+            raise
+
+    def _decode(self, response: requests.Response) -> Any:
         status = response.status_code
-        text = response.text
         if status == 429:
+            text = self._error_text(response)
             retry_after = retry_after_seconds(response.headers.get("Retry-After"), self.clock())
             raise UpstreamRateLimited(f"CoinGecko rate limit (429): {error_message(text)}", retry_after=retry_after,
                                       details={"status": status, "retry_after": retry_after})
         if status >= 500 or status == 408:
-            raise UpstreamServerError(f"CoinGecko answered {status}: {error_message(text)}", details={"status": status})
+            raise UpstreamServerError(f"CoinGecko answered {status}: {error_message(self._error_text(response))}",
+                                      details={"status": status})
         if status >= 400:
-            raise UpstreamRejected(f"CoinGecko refused the request ({status}): {error_message(text)}",
-                                   details={"status": status})
+            raise UpstreamRejected(f"CoinGecko refused the request ({status}): "
+                                   f"{error_message(self._error_text(response))}", details={"status": status})
+        if 300 <= status < 400:
+            # Transient: a misbehaving edge or proxy may redirect for a while; each attempt costs no credit.
+            raise UpstreamBadResponse(
+                f"CoinGecko answered {status}, a redirect; redirects are not followed, so the API key never "
+                f"leaves COINGECKO_BASE_URL's host (if that address moved, set COINGECKO_BASE_URL to the new one)",
+                details={"status": status})
         if status != 200:
             raise UpstreamBadResponse(f"CoinGecko answered {status}, expected 200", details={"status": status})
+        body = self._read(response, self.max_response_bytes, strict=True)
         try:
-            return json.loads(text)
+            return json.loads(body)
+        except RecursionError:
+            raise UpstreamBadResponse("CoinGecko answered 200 with JSON nested too deeply to be a price list",
+                                      details={"status": status}) from None
         except ValueError:
+            text = body[:ERROR_BODY_BYTES].decode("utf-8", "replace")
             kind = "HTML" if "<html" in text[:500].lower() else "malformed JSON"
             raise UpstreamBadResponse(f"CoinGecko answered 200 with {kind}: {error_message(text)}",
                                       details={"status": status}) from None
+
+    def _error_text(self, response: requests.Response) -> str:
+        return self._read(response, ERROR_BODY_BYTES, strict=False).decode("utf-8", "replace")
+
+    def _read(self, response: requests.Response, limit: int, *, strict: bool) -> bytes:
+        """The decoded body, read in chunks and never more than `limit` bytes of it: past that, stop reading and
+        raise UpstreamBadResponse (`strict`) or return what was read. A read that stalls raises UpstreamUnavailable."""
+        declared = response.headers.get("Content-Length", "")
+        if strict and declared.isascii() and declared.isdigit() and not response.headers.get("Content-Encoding") \
+                and int(declared) > limit:
+            raise self._too_large(response.status_code)
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                body += chunk
+                if len(body) > limit:
+                    if strict:
+                        raise self._too_large(response.status_code)
+                    return bytes(body[:limit])
+        except requests.exceptions.ContentDecodingError:
+            raise UpstreamBadResponse("CoinGecko's answer does not decode (bad gzip or deflate data)",
+                                      details={"status": response.status_code}) from None
+        except requests.RequestException as exc:
+            if isinstance(exc, requests.ConnectionError) and "timed out" in str(exc).lower():
+                raise UpstreamUnavailable(f"CoinGecko timed out: {exc.__class__.__name__}") from exc
+            raise UpstreamUnavailable(f"CoinGecko's answer broke off: {_short(exc)}") from exc
+        return bytes(body)
+
+    def _too_large(self, status: int) -> UpstreamBadResponse:
+        return UpstreamBadResponse(
+            f"CoinGecko's answer is larger than UPSTREAM_MAX_RESPONSE_BYTES ({self.max_response_bytes} bytes once "
+            f"decoded); stopped reading it", details={"status": status, "limit_bytes": self.max_response_bytes})
 
     def fetch_prices(self, coins: Sequence[str], vs_currencies: Sequence[str]) -> FetchResult:
         """GET /simple/price for all coins and currencies at once (coingecko.md §2, §7: one call, ≤515 ids)."""
         fetched_at = self.clock().astimezone(timezone.utc)
         fetched_at = fetched_at.replace(microsecond=fetched_at.microsecond // 1000 * 1000)
-        body = self._get("/simple/price", {
+        body, skew = self._get("/simple/price", {
             "ids": ",".join(coins),
             "vs_currencies": ",".join(vs_currencies),
             "include_market_cap": "true",
@@ -186,10 +310,15 @@ class CoinGeckoClient:
             "include_last_updated_at": "true",
             "precision": "full",
         })
-        result = parse_simple_price(body, coins, vs_currencies, fetched_at)
-        if not result.observations:
-            raise UpstreamBadResponse("CoinGecko's answer held no valid price", details={"rejected": result.rejected})
-        return result
+        try:
+            result = parse_simple_price(body, coins, vs_currencies, fetched_at)
+            if not result.observations:
+                raise UpstreamBadResponse("CoinGecko's answer held no valid price",
+                                          details={"rejected": result.rejected})
+        except UpstreamError as exc:
+            exc.clock_skew_seconds = skew
+            raise
+        return FetchResult(result.observations, result.rejected, clock_skew_seconds=skew)
 
     def close(self) -> None:
         self.session.close()
@@ -197,9 +326,9 @@ class CoinGeckoClient:
 
 def _short(exc: Exception) -> str:
     """The innermost reason of a requests error, e.g. 'Connection refused' or 'Name or service not known'."""
-    text = str(exc)
+    text = str(exc)[:2000]
     match = re.search(r"\[Errno [-\d]+\] ([^')\]]+)|(Name or service not known|Temporary failure in name resolution)",
                       text)
     if match:
         return match.group(1) or match.group(2)
-    return f"{exc.__class__.__name__}: {text[:160]}"
+    return exc.__class__.__name__  # its text names hosts and URLs (with a proxy's credentials): keep them out

@@ -51,7 +51,8 @@ def test_times_are_iso_8601_or_unix_seconds(text, expected):
     assert parsed == expected and parsed.tzinfo is UTC
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2026-13-01", "1e9", "nan", "99999999999999999", "--1", "12:00"])
+@pytest.mark.parametrize("text", ["yesterday", "2026-13-01", "1e9", "nan", "99999999999999999", "--1", "12:00",
+                                  "0001-01-01", "9999-12-31T23:59:59"])
 def test_a_bad_time_names_the_parameter_and_the_forms(text):
     with pytest.raises(InvalidQuery) as caught:
         parse_instant(text, "to")
