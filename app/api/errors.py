@@ -21,6 +21,13 @@ STATUS = {
 }
 
 
+# What a client is told when a backend fails: the adapters' own messages name hosts, paths and driver internals of
+# the deployment, which belong to the operator's log, never to an anonymous answer.
+PUBLIC_MESSAGES = {
+    domain.StorageUnavailable: "the store is unreachable; try again shortly",
+    domain.BrokerUnavailable: "Redis is unreachable; try again shortly",
+}
+
 DEFAULT_RETRY_AFTER_SECONDS = 30  # a 503 that knows no better time to come back
 
 
@@ -52,6 +59,9 @@ def register(app: Flask) -> None:
         if status == 500:
             log.exception("unexpected application error")
             return error_response(500, "internal_error", "internal server error")
+        public = next((m for cls, m in PUBLIC_MESSAGES.items() if isinstance(exc, cls)), None)
+        if public is not None:
+            return error_response(status, exc.code, public)
         return error_response(status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)

@@ -176,3 +176,21 @@ def test_wrong_method_is_json_405(client):
     assert response.status_code == 405
     assert response.get_json()["error"]["code"] == "method_not_allowed"
     assert "GET" in response.headers["Allow"]
+
+
+def test_a_store_failure_reaching_a_route_names_no_host_or_path(app):
+    """Any route that reads the store and fails gets the fixed text: the adapter's message names the deployment."""
+    from flask import Blueprint
+
+    probe = Blueprint("probe", __name__)
+
+    @probe.get("/probe")
+    def failing():
+        raise StorageUnavailable("MongoDB read failed: db-7.internal.example:27017 /srv/secret/path")
+
+    app.register_blueprint(probe)
+    response = app.test_client().get("/probe")
+    assert response.status_code == 503
+    assert response.get_json() == {"error": {"code": "storage_unavailable",
+                                             "message": "the store is unreachable; try again shortly",
+                                             "details": None}}
