@@ -1,6 +1,7 @@
 """Store faults nobody would notice otherwise: a MongoDB that is down before the web loaded anything, and SQLite
 files deleted, overwritten, read-only or on a full disk under a running worker and web. Each is reported with its
 real cause, the web answers at once, and no batch is announced (nor its slot marked) unless it reads back."""
+import socket
 import subprocess
 import time
 
@@ -19,7 +20,11 @@ def test_mongodb_down_with_nothing_loaded_answers_503_at_once(make_platform, fig
     platform = make_platform(MONGODB_URI=f"mongodb://127.0.0.1:{closed}/cryptostats")
     web = platform.web()
     figures.faults += 1
-    wait_until(lambda: "cannot refresh stats from the store" in web.output, 30, what="the web's first refresh failed")
+    # The first request as soon as the web can take it: its first store read (server selection, up to 5 s) is then
+    # still in flight. The port opens in gunicorn's master before the worker has built the app; the worker's
+    # start-up line says it has, a few milliseconds before it serves.
+    wait_until(lambda: _accepts(int(platform.port)), 30, interval=0.01, what="the web's port open")
+    wait_until(lambda: "web starting" in web.output, 30, interval=0.01, what="the web's worker building the app")
     for _ in range(5):
         started = time.monotonic()
         response = requests.get(f"http://127.0.0.1:{platform.port}/stats?coin=bitcoin", timeout=15)
@@ -30,7 +35,16 @@ def test_mongodb_down_with_nothing_loaded_answers_503_at_once(make_platform, fig
         assert str(closed) not in response.text
         assert took < 1.0, took
         time.sleep(1)  # past the web's 5 s on-demand refresh window, so at least one request tries the store
+    wait_until(lambda: "cannot refresh stats from the store" in web.output, 30, what="the web's first refresh failed")
     assert figures.failures() == {}
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _sqlite_platform(make_platform):
