@@ -29,6 +29,11 @@ _PUBLIC_FAILURE = {
 # The fields CoinGecko's values are validated by (a rejection reason names them as "field: ...").
 _QUOTE_FIELDS = ("price", "market_cap", "volume_24h", "change_24h", "last_updated_at")
 CLOCK_SKEW_OK_SECONDS = 60.0  # the slot arithmetic tolerates at most a minute (polling.scheduled_slot)
+# With nothing loaded, one request this often (seconds) may have the store read for it, and wait for that read at
+# most DEMAND_WAIT_SECONDS: a 503 well within a second, although a read may take the store's whole server-selection
+# timeout (MongoDB's 5 s) and one may already be in flight (the listener's first).
+DEMAND_REFRESH_EVERY_SECONDS = 5.0
+DEMAND_WAIT_SECONDS = 0.5
 
 
 def _known_codes() -> frozenset[str]:
@@ -106,20 +111,24 @@ class StatsView:
     """The latest stats of every tracked coin, held in memory so a request does not wait on the store.
 
     `refresh()` rebuilds it from the store and swaps it in whole (readers never see half an update). Thread-safe.
+    A request never waits on the store longer than `demand_wait_seconds`, whatever the store or other threads do.
     """
 
     def __init__(self, repo: PriceRepository, tracked: TrackedCoins, clock: Callable[[], datetime],
-                 stale_after: timedelta) -> None:
+                 stale_after: timedelta, demand_wait_seconds: float = DEMAND_WAIT_SECONDS) -> None:
         self.repo = repo
         self.tracked = tracked
         self.clock = clock
         self.stale_after = stale_after
+        self.demand_wait_seconds = demand_wait_seconds
         self._summaries: dict[tuple[str, str], CoinSummary] = {}
         self._loaded = False
         self._last_event: dict[str, Any] | None = None
         self._clock_skew: tuple[float | None] | None = None  # None: no event said; (None,): the worker cannot tell
         self._refresh_lock = threading.Lock()
         self._last_demand_refresh = float("-inf")
+        self._refreshed = threading.Condition()  # notified when a store read ends, well or not
+        self._reads_done = 0
         self._failing: str | None = None  # the kind of refresh failure already logged in this outage
 
     @property
@@ -129,8 +138,13 @@ class StatsView:
     def refresh(self) -> None:
         """Re-read the store. Raises StorageUnavailable and keeps serving the previous view when it fails."""
         with self._refresh_lock:
-            self._summaries = build_summaries(self.repo, self.tracked)
-            self._loaded = True
+            try:
+                self._summaries = build_summaries(self.repo, self.tracked)
+                self._loaded = True
+            finally:
+                with self._refreshed:
+                    self._reads_done += 1
+                    self._refreshed.notify_all()
 
     def try_refresh(self) -> bool:
         """refresh(), for callers that must go on whatever happens. True when it worked. Logs once per outage:
@@ -177,15 +191,28 @@ class StatsView:
         source_id = self.tracked.resolve(coin)
         vs = self.tracked.resolve_currency(vs_currency)
         found = self._summaries.get((source_id, vs))
-        if found is None and not self._loaded and time.monotonic() - self._last_demand_refresh >= 5.0:
-            # Nothing loaded yet (just started, or the store was down): one request in five seconds may wait on
-            # the store, the others answer at once.
-            self._last_demand_refresh = time.monotonic()
-            self.try_refresh()  # a request must get the 503 below, not a 500
+        if found is None and not self._loaded:
+            self._read_on_demand()
             found = self._summaries.get((source_id, vs))
         if found is None:
             raise self._no_data(coin, vs)
         return found, self.freshness(found.latest)
+
+    def _read_on_demand(self) -> None:
+        """Nothing loaded yet (just started, or the store was down): one request every DEMAND_REFRESH_EVERY_SECONDS
+        waits, at most `demand_wait_seconds`, for a store read to end; the others answer at once. The read runs in
+        a thread of its own, started only when none is in flight (else that one is waited for), so a request waits
+        neither on the store nor on the refresh lock, and a hanging store holds one thread, not every request."""
+        with self._refreshed:
+            now = time.monotonic()
+            if now - self._last_demand_refresh < DEMAND_REFRESH_EVERY_SECONDS:
+                return
+            self._last_demand_refresh = now
+            seen = self._reads_done
+            if not self._refresh_lock.locked():
+                # try_refresh: it logs the failure once per outage, and a request gets the 503, not a 500.
+                threading.Thread(target=self.try_refresh, name="stats-read-on-demand", daemon=True).start()
+            self._refreshed.wait_for(lambda: self._reads_done != seen, self.demand_wait_seconds)
 
     def freshness(self, observation: Observation) -> Freshness:
         """How old a record is, and whether that is stale (older than two update intervals)."""

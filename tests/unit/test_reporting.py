@@ -1,6 +1,7 @@
 """The web's in-memory view and the loop that keeps it fresh, over fakes."""
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -43,6 +44,51 @@ def test_a_store_that_was_down_at_start_is_read_on_demand(view, repo):
     repo.fail_with = None
     repo.add_batch([obs("bitcoin", 40000)])
     view._last_demand_refresh = float("-inf")  # past the five-second guard
+    assert view.summary("bitcoin", None)[0].latest.price == 40000
+
+
+class HangingRepository(InMemoryPriceRepository):
+    """A store whose reads hang until released, as MongoDB's server selection does for 5 s when it is down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()  # set once a read is waiting
+        self.released = threading.Event()
+
+    def last_n(self, coin, vs_currency, n):
+        self.reading.set()
+        self.released.wait()
+        return super().last_n(coin, vs_currency, n)
+
+
+@pytest.fixture
+def hanging(clock):
+    repo = HangingRepository()
+    pool = ThreadPoolExecutor(2)
+    yield repo, StatsView(repo, TRACKED, clock, stale_after=timedelta(minutes=30)), pool
+    repo.released.set()
+    pool.shutdown()
+
+
+def test_a_request_does_not_wait_for_the_store_read_already_in_flight(hanging):
+    repo, view, pool = hanging
+    first_read = pool.submit(view.try_refresh)  # the listener's first read, on a web just started
+    assert repo.reading.wait(10)
+    answer = pool.submit(view.summary, "bitcoin", None)
+    # The store has not answered (and will not until released): a request that waited on it could not be done.
+    assert isinstance(answer.exception(timeout=10), NoData)
+    assert "unreachable" in answer.exception().message
+    assert not first_read.done()
+
+
+def test_a_request_with_nothing_loaded_does_not_wait_on_a_store_that_hangs(hanging):
+    repo, view, pool = hanging
+    repo.add_batch([obs("bitcoin", 40000)])
+    answer = pool.submit(view.summary, "bitcoin", None)
+    assert isinstance(answer.exception(timeout=10), NoData)
+    assert repo.reading.wait(10)  # the request did have the store read, in the background
+    repo.released.set()
+    wait_until(lambda: view.loaded, 10, what="the read on demand finishing")
     assert view.summary("bitcoin", None)[0].latest.price == 40000
 
 
