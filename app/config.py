@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from app.cron import parse_cron
 from app.domain.errors import ConfigError
 from app.domain.model import TrackedCoins
 from app.domain.schedule import CronSchedule
@@ -89,7 +90,7 @@ class Settings:
 
     @cached_property
     def schedule(self) -> CronSchedule:
-        return CronSchedule.parse(self.update_cron)
+        return parse_cron(self.update_cron)
 
     @cached_property
     def update_interval(self) -> timedelta:
@@ -234,8 +235,7 @@ def _list(get, name: str, default: str, pattern: re.Pattern[str], example: str) 
 def _cron(get) -> str:
     raw = get("UPDATE_CRON") or "*/15 * * * *"
     try:
-        schedule = CronSchedule.parse(raw)
-        schedule.shortest_interval()
+        schedule = parse_cron(raw)  # Celery's crontab judges it: what is accepted here is what beat runs
     except ValueError as exc:
         raise ConfigError("UPDATE_CRON", f"{exc} (got {raw!r}; example: '*/15 * * * *')") from None
     return schedule.expression

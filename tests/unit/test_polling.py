@@ -6,7 +6,7 @@ import pytest
 from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, UpstreamRateLimited, UpstreamRejected,
                                UpstreamServerError)
 from app.domain.model import TrackedCoins
-from app.domain.schedule import CronSchedule
+from app.cron import parse_cron
 from app.ports import FetchResult
 from app.services.polling import (needs_startup_update, retry_decision, retry_delay, run_deadline, run_update,
                                   scheduled_slot, slot_key)
@@ -105,7 +105,7 @@ def test_permanent_errors_are_not_retried():
 
 
 def test_deadline_is_the_tick_after_the_slot():
-    schedule = CronSchedule.parse("*/15 * * * *")
+    schedule = parse_cron("*/15 * * * *")
     assert run_deadline(schedule, T0 + timedelta(minutes=3), T0) == T0 + timedelta(minutes=15)
     assert run_deadline(schedule, T0 + timedelta(minutes=3), None) == T0 + timedelta(minutes=15)
 
@@ -153,10 +153,10 @@ def test_a_bogus_retry_after_cools_down_at_most_the_cap(bus, clock):
 
 
 def test_a_worker_clock_slightly_behind_beat_still_finds_the_fired_slot():
-    schedule = CronSchedule.parse("*/15 * * * *")
+    schedule = parse_cron("*/15 * * * *")
     assert scheduled_slot(schedule, T0 - timedelta(seconds=2)) == T0  # beat fired 12:00 by its clock
     assert scheduled_slot(schedule, T0 + timedelta(minutes=7)) == T0
-    assert scheduled_slot(CronSchedule.parse("* * * * *"), T0 - timedelta(seconds=3)) == T0
+    assert scheduled_slot(parse_cron("* * * * *"), T0 - timedelta(seconds=3)) == T0
 
 
 def test_giving_up_says_why():
