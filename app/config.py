@@ -52,12 +52,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
-        """Parse and validate. Raises ConfigError naming the first bad variable. Unset and empty mean the default."""
+        """Parse and validate. Raises ConfigError naming the first bad variable. Unset and empty mean the default,
+        except for the lists COINS and VS_CURRENCIES: set to nothing, they are refused (an empty list tracks nothing,
+        and silently tracking the default instead hid the mistake)."""
 
         def get(name: str) -> str | None:
             value = env.get(name)
             return value.strip() if value is not None and value.strip() != "" else None
 
+        for name in ("COINS", "VS_CURRENCIES"):
+            if name in env and not env[name].replace(",", "").strip():
+                raise ConfigError(name, "is set but lists nothing; list at least one value, or unset it for the default")
         plan = (get("COINGECKO_API_PLAN") or "demo").lower()
         if plan not in ("demo", "pro"):
             raise ConfigError("COINGECKO_API_PLAN", f"must be 'demo' or 'pro', got {plan!r}")
@@ -70,7 +75,7 @@ class Settings:
             web_concurrency=_int(get, "WEB_CONCURRENCY", 2, 1, 64),
             data_dir=Path(get("DATA_DIR") or "data"),
             redis_url=_url(get, "REDIS_URL", ("redis", "rediss", "unix")),
-            mongodb_uri=_url(get, "MONGODB_URI", ("mongodb", "mongodb+srv")),
+            mongodb_uri=_mongodb_uri(get),
             coins=_list(get, "COINS", DEFAULT_COINS, _COIN_ID, "CoinGecko API ids such as bitcoin,ethereum"),
             vs_currencies=_list(get, "VS_CURRENCIES", "usd", _CURRENCY, "currency codes such as usd,eur"),
             update_cron=_cron(get),
@@ -218,6 +223,23 @@ def _url(get, name: str, schemes: tuple[str, ...]) -> str | None:
         raise ConfigError(name, f"has no host: {_redact(raw)!r}")
     if parts.scheme == "unix" and not parts.path:
         raise ConfigError(name, f"has no socket path: {raw!r}")
+    return raw
+
+
+def _mongodb_uri(get) -> str | None:
+    """MONGODB_URI as PyMongo judges it (replica-set host lists, mongodb+srv://, options), without the DNS lookup
+    that pymongo.uri_parser.parse_uri makes for mongodb+srv:// (a start-up check must not need the network)."""
+    raw = get("MONGODB_URI")
+    if raw is None:
+        return None
+    from pymongo.errors import ConfigurationError, InvalidURI
+    from pymongo.uri_parser_shared import _validate_uri  # parse_uri minus the SRV lookup; pymongo is pinned
+
+    try:
+        _validate_uri(raw)
+    except (InvalidURI, ConfigurationError, ValueError) as exc:
+        reason = str(exc).replace(raw, "…")  # PyMongo may quote the URI, password included
+        raise ConfigError("MONGODB_URI", f"is not a valid MongoDB URI ({reason}): {_redact_safe(raw)!r}") from None
     return raw
 
 
