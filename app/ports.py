@@ -47,6 +47,11 @@ class PriceRepository(Protocol):
         """Release connections (the object may be used again afterwards and reconnects)."""
 
 
+class CatalogSource(Protocol):
+    def load(self) -> tuple[set[str], set[str]]:
+        """(every CoinGecko coin id, every supported vs-currency). Raises an UpstreamError subclass."""
+
+
 class UpdateBus(Protocol):
     """Redis pub/sub and small shared state between the worker and the web."""
 
@@ -69,6 +74,9 @@ class UpdateBus(Protocol):
 
     def remaining(self, key: str) -> float | None:
         """Seconds until a marker expires, or None when it is not set."""
+
+    def release(self, key: str) -> None:
+        """Remove a marker, whoever set it (no-op when it is not set)."""
 
     def ping(self) -> None:
         """Raise BrokerUnavailable if Redis cannot be reached."""

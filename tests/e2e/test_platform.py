@@ -113,7 +113,11 @@ def make_run(subprocess_env, fake_coingecko, short_tmp):
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
 def test_make_run_supervisor_serves_and_stops_cleanly(make_run, fake_coingecko, stop_signal):
     run, port, _, data_dir = make_run(f"run-{stop_signal.name}")
-    assert f"http://127.0.0.1:{port}/stats?coin=bitcoin" in run.output
+    url = f"http://127.0.0.1:{port}/stats?coin=bitcoin"
+    output = wait_until(lambda: url in run.output and run.output, 30, what="the URL printed")
+    # Printed last, once the web answers and the first update is done, so it does not scroll away.
+    assert output.index(url) > output.index("stored 3 new records") > output.index("Listening at")
+    assert output.count(url) == 1
     assert responds(embedded_url(data_dir))  # embedded Redis, no REDIS_URL given
     assert fake_coingecko.request_count("/simple/price") == 1  # one start-up update, not one per process
     run.popen.send_signal(stop_signal)
