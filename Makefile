@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@# A venv without pip (python3-venv missing when it was made) is rebuilt rather than reused.
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || \
 		{ echo "cannot create a virtualenv: on Debian/Ubuntu, apt-get install python3-venv"; rm -rf $(VENV); exit 1; }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
 
 run: install
