@@ -1,8 +1,10 @@
 """gunicorn settings, read automatically by `gunicorn wsgi:app`: configuration is checked once in the master,
 before any worker forks, so a bad variable stops the web with one line naming it."""
-from app.bootstrap import announce, check_tracked_coins, load_settings, log_format, prepare, read_environment
+from app.bootstrap import (announce, check_tracked_coins, configure_logging, load_settings, log_format, prepare,
+                           read_environment)
 
 _settings = load_settings(read_environment())  # ./.env too; the real environment wins
+configure_logging(_settings, "web")  # until gunicorn applies logconfig_dict below, in the same format
 prepare(_settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
 check_tracked_coins(_settings)  # COINS and VS_CURRENCIES against CoinGecko's lists
 

@@ -7,7 +7,7 @@ import sys
 from celery import Celery
 
 from app import broker
-from app.bootstrap import check_tracked_coins, load_settings, log_format, prepare, read_environment
+from app.bootstrap import check_tracked_coins, configure_logging, load_settings, log_format, prepare, read_environment
 from app.config import Settings
 from beat_schedule import build_schedule
 
@@ -66,6 +66,7 @@ def make_celery(settings: Settings) -> Celery:
 
 
 settings = load_settings(read_environment())  # ./.env too; the real environment wins
+configure_logging(settings, process_role(sys.argv))  # until Celery sets up its own logging, in the same format
 prepare(settings)  # a bad DATA_DIR or an embedded Redis that cannot start: one line, not a traceback
 if process_role(sys.argv) == "worker":
     check_tracked_coins(settings)  # COINS and VS_CURRENCIES against CoinGecko's lists: one line, not a traceback

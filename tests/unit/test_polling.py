@@ -3,13 +3,13 @@ from datetime import timedelta
 
 import pytest
 
+from app.cron import parse_cron
 from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, UpstreamRateLimited, UpstreamRejected,
                                UpstreamServerError)
 from app.domain.model import TrackedCoins
-from app.cron import parse_cron
 from app.ports import FetchResult
-from app.services.polling import (needs_startup_update, retry_decision, retry_delay, run_deadline, run_update,
-                                  scheduled_slot, slot_key)
+from app.services.polling import (STARTUP_CLAIM, forget_dead_runs, needs_startup_update, retry_decision, retry_delay,
+                                  run_deadline, run_update, scheduled_slot, slot_fetch_key, slot_key)
 from app.storage.memory import InMemoryPriceRepository
 from tests.fakes import T0, FakePriceSource, obs
 
@@ -166,3 +166,14 @@ def test_giving_up_says_why():
     delay, reason = retry_decision(UpstreamRateLimited("429", retry_after=500), 0, T0, T0 + timedelta(hours=1),
                                    rng=lambda: 0.0, max_delay=420)
     assert delay is None and reason == "a 500 s wait is longer than a retry may wait"
+
+
+def test_a_fresh_start_forgets_the_claims_a_dead_run_left_on_the_current_slot(bus):
+    schedule = parse_cron("*/15 * * * *")
+    now = T0 + timedelta(minutes=7)
+    slot = schedule.previous(now)
+    assert bus.claim(slot_fetch_key(slot), 600, owner="task-of-a-dead-run")
+    assert bus.claim(STARTUP_CLAIM, 600)
+    forget_dead_runs(bus, schedule, now)
+    assert bus.claim(STARTUP_CLAIM, 60)  # this start's workers may claim the start-up update again
+    assert bus.claim(slot_fetch_key(slot), 60, owner="task-of-this-start")
