@@ -236,7 +236,7 @@ class StartedCheck:
             return False
         when = event.get("stored_at") or event.get("at")
         try:
-            return bool(when) and datetime.fromisoformat(when) >= self.started_at
+            return isinstance(when, str) and datetime.fromisoformat(when) >= self.started_at
         except (TypeError, ValueError):
             return False
 

@@ -62,7 +62,8 @@ class Settings:
 
         for name in ("COINS", "VS_CURRENCIES"):
             if name in env and not env[name].replace(",", "").strip():
-                raise ConfigError(name, "is set but lists nothing; list at least one value, or unset it for the default")
+                raise ConfigError(name, "is set but lists nothing; list at least one value, or unset it for the "
+                                        "default")
         plan = (get("COINGECKO_API_PLAN") or "demo").lower()
         if plan not in ("demo", "pro"):
             raise ConfigError("COINGECKO_API_PLAN", f"must be 'demo' or 'pro', got {plan!r}")

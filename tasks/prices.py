@@ -117,7 +117,8 @@ def quieter_task_logs(logger=None, **_):
         logger.setLevel(settings.log_level)
     # Our own lines say what a run did, when it retries and why; Celery's per-task "succeeded"/"retry" lines would
     # repeat them on every attempt.
-    logging.getLogger("celery.app.trace").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    level = logging.getLevelName(settings.log_level)
+    logging.getLogger("celery.app.trace").setLevel(max(logging.WARNING, level))
 
 
 @after_setup_task_logger.connect

@@ -11,7 +11,8 @@ from typing import Any, Callable
 from app.domain.errors import UpstreamBadResponse
 from app.upstream.coingecko import CoinGeckoClient
 
-MAX_AGE = timedelta(days=1)  # /coins/list is cached 5 min by CoinGecko, but ids come and go over months (coingecko.md §4, §5)
+# /coins/list is cached 5 min by CoinGecko, but ids come and go over months (coingecko.md §4, §5).
+MAX_AGE = timedelta(days=1)
 
 
 class CachedCoinGeckoCatalog:

@@ -23,7 +23,8 @@ def test_defaults():
 @pytest.mark.parametrize("name,value", [
     ("PORT", "eighty"), ("PORT", "70000"), ("REDIS_URL", "http://localhost"), ("MONGODB_URI", "postgres://x"),
     ("COINS", "Bitcoin!"), ("COINS", " , "), ("COINS", ""), ("VS_CURRENCIES", ""), ("MONGODB_URI", "mongodb://"),
-    ("MONGODB_URI", "mongodb+srv://a:1@h1,h2/db"), ("MONGODB_URI", "mongodb://h/db?replicaSet"), ("VS_CURRENCIES", "us dollar"), ("UPDATE_CRON", "every 15 minutes"),
+    ("MONGODB_URI", "mongodb+srv://a:1@h1,h2/db"), ("MONGODB_URI", "mongodb://h/db?replicaSet"),
+    ("VS_CURRENCIES", "us dollar"), ("UPDATE_CRON", "every 15 minutes"), ("UPDATE_CRON", "5/15 * * * *"),
     ("UPDATE_CRON", "*/0 * * * *"), ("UPDATE_CRON", "61 * * * *"), ("UPDATE_CRON", "0 0 31 2 *"),
     ("COINGECKO_BASE_URL", "ftp://x"), ("COINGECKO_API_PLAN", "gold"), ("UPSTREAM_READ_TIMEOUT_SECONDS", "-1"),
     ("REFRESH_INTERVAL_SECONDS", "soon"), ("LOG_LEVEL", "LOUD"), ("WEB_CONCURRENCY", "0"),
