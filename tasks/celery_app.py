@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from celery import Celery
 
@@ -58,6 +59,12 @@ def process_role(argv: list[str]) -> str:
     return "celery"
 
 
+def _celery_command(argv: list[str]) -> bool:
+    """Whether this process is `celery ...` or `python -m celery ...`."""
+    program = Path(argv[0]) if argv else Path()
+    return program.name == "celery" or program.parent.name == "celery"
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery("cryptostats")
     app.conf.update(celery_config(settings, broker.redis_url(settings.redis_url, settings.data_dir)))
@@ -66,7 +73,8 @@ def make_celery(settings: Settings) -> Celery:
 
 
 settings = load_settings(read_environment())  # ./.env too; the real environment wins
-configure_logging(settings, process_role(sys.argv))  # until Celery sets up its own logging, in the same format
+if _celery_command(sys.argv):  # not when imported by tests or tools, whose logging is their own
+    configure_logging(settings, process_role(sys.argv))  # until Celery sets up its own logging, in the same format
 prepare(settings)  # a bad DATA_DIR or an embedded Redis that cannot start: one line, not a traceback
 if process_role(sys.argv) == "worker":
     check_tracked_coins(settings)  # COINS and VS_CURRENCIES against CoinGecko's lists: one line, not a traceback

@@ -1,6 +1,7 @@
 """End to end on real processes: gunicorn web + Celery worker + Redis + fake CoinGecko; and `make run`'s supervisor."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -130,6 +131,12 @@ def test_make_run_supervisor_serves_and_stops_cleanly(make_run, fake_coingecko, 
     # Printed last, once the web answers and the first update is done, so it does not scroll away.
     assert output.index(url) > output.index("stored 3 new records") > output.index("Listening at")
     assert output.count(url) == 1
+    # One log format: logging's timestamp, the level, and which process wrote the line; start-up lines once each.
+    lines = [line for line in output.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line)]
+    roles = {re.match(r"\S+ \S+ \S+ \[(\w+)", line).group(1) for line in lines}
+    assert roles == {"supervisor", "web", "worker", "beat"}, roles
+    for role in roles:
+        assert output.count(f"] app.bootstrap: {role} starting;") == 1, role
     assert responds(embedded_url(data_dir))  # embedded Redis, no REDIS_URL given
     assert fake_coingecko.request_count("/simple/price") == 1  # one start-up update, not one per process
     run.popen.send_signal(stop_signal)
