@@ -15,6 +15,11 @@ from app.upstream.coingecko import CoinGeckoClient
 MAX_AGE = timedelta(days=1)
 
 
+def _body(answer: Any) -> Any:
+    """The JSON body of CoinGeckoClient._get, which some versions return with the clock skew it measured."""
+    return answer[0] if isinstance(answer, tuple) else answer
+
+
 class CachedCoinGeckoCatalog:
     """The id and currency lists of `client`'s CoinGecko, from `cache_file` when it is under a day old.
 
@@ -33,8 +38,8 @@ class CachedCoinGeckoCatalog:
         cached = self._read_cache()
         if cached is not None:
             return cached
-        coins = self.client._get("/coins/list", {})
-        currencies = self.client._get("/simple/supported_vs_currencies", {})
+        coins = _body(self.client._get("/coins/list", {}))
+        currencies = _body(self.client._get("/simple/supported_vs_currencies", {}))
         if not isinstance(coins, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in coins):
             raise UpstreamBadResponse("CoinGecko's /coins/list is not a list of coins")
         if not isinstance(currencies, list) or not all(isinstance(c, str) for c in currencies):
