@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, found " + sys.version.split()[0] + "; run make PYTHON=python3.11 ...")'
 	@# A venv without pip (python3-venv missing when it was made) is rebuilt rather than reused.
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || \
 		{ echo "cannot create a virtualenv: on Debian/Ubuntu, apt-get install python3-venv"; rm -rf $(VENV); exit 1; }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt -c constraints.txt
+	@# The project itself, editable, for its console script `cryptostats` (pyproject.toml); no dependency is added.
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --quiet -e .
 	touch $(STAMP)
 
 run: install
@@ -34,4 +36,4 @@ fake-coingecko: install
 
 # Removes the virtualenv and caches; DATA_DIR (your price history) is left alone.
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info

@@ -1,9 +1,8 @@
 """The Celery Beat schedule, built from Settings: one entry, `tasks.store_crypto_stats`, on UPDATE_CRON (UTC)."""
 from __future__ import annotations
 
-from celery.schedules import crontab
-
 from app.config import Settings
+from app.cron import beat_crontab
 
 TASK_NAME = "tasks.store_crypto_stats"
 
@@ -15,7 +14,7 @@ def build_schedule(settings: Settings) -> dict:
     return {
         TASK_NAME: {
             "task": TASK_NAME,
-            "schedule": crontab(**settings.schedule.fields()),
+            "schedule": beat_crontab(settings.schedule),
             "kwargs": {"scheduled": True},
             "options": {"expires": max(30.0, interval - min(60.0, interval / 10))},
         }

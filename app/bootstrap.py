@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Mapping
 
 from app import broker
@@ -13,6 +15,8 @@ from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
 from app.ports import PriceRepository, PriceSource, UpdateBus
 from app.storage import make_repository
+from app.services.catalog import check_tracked
+from app.upstream.catalog import CachedCoinGeckoCatalog
 from app.upstream.coingecko import CoinGeckoClient
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,16 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
     return Services(settings, repo, source, bus, clock)
 
 
+def read_environment() -> Mapping[str, str]:
+    """The environment of this process after reading `./.env` when there is one, for every entry point (`make run`,
+    gunicorn, `celery -A tasks ...`, `python -m app.cli ...`). A variable set in the real environment wins over the
+    file (override=False), as on platforms that set them in a dashboard."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    return os.environ
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Settings for a process entry point: on a bad value, print the variable and the problem, and exit(2)."""
     try:
@@ -87,12 +101,49 @@ def prepare(settings: Settings) -> None:
         raise SystemExit(1) from None
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def log_format(role: str) -> str:
+    """The one line format of every process (web, worker, beat, supervisor, cli): logging's default timestamp, the
+    level, which process wrote it, the logger. Celery's worker adds `%(task)s` to its role (the task id)."""
+    return f"%(asctime)s %(levelname)s [{role}] %(name)s: %(message)s"
+
+
+def check_tracked_coins(settings: Settings) -> None:
+    """COINS and VS_CURRENCIES against CoinGecko's lists (cached a day in DATA_DIR): an unknown value stops the
+    process with one line naming the variable (exit 2). CoinGecko unreachable: one warning, and it starts."""
+    client = CoinGeckoClient(settings.coingecko_base_url, api_key=settings.coingecko_api_key,
+                             plan=settings.coingecko_api_plan,
+                             connect_timeout=min(3.0, settings.upstream_connect_timeout_seconds),
+                             read_timeout=min(10.0, settings.upstream_read_timeout_seconds),
+                             max_response_bytes=settings.upstream_max_response_bytes)
+    catalog = CachedCoinGeckoCatalog(client, settings.data_dir / "coingecko-catalog.json")
+    try:
+        check_tracked(settings.tracked, catalog)
+    except ConfigError as exc:
+        print(f"configuration error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        catalog.close()
+
+
+def configure_logging(settings: Settings, role: str = "web") -> None:
+    """LOG_LEVEL and the common format for a process without its own logging set-up (the web under gunicorn has
+    its handlers from gunicorn.conf.py already: then only the level is set)."""
+    root = logging.getLogger()
+    if root.handlers:
+        root.setLevel(settings.log_level)
+        return
+    logging.basicConfig(level=settings.log_level, format=log_format(role))
+
+
+_announced: set[str] = set()
 
 
 def announce(settings: Settings, role: str) -> None:
-    """The start-up lines: chosen store and broker, and the coin aliases in effect."""
+    """The start-up lines: chosen store and broker, and the coin aliases in effect. Once per process and role: the
+    gunicorn master announces the web, and the workers it forks inherit that they need not."""
+    if role in _announced:
+        return
+    _announced.add(role)
     log.info("%s starting; %s", role, settings.describe())
     for public, source in settings.tracked.aliased().items():
         log.info("coin %s is fetched as CoinGecko id %s (CoinGecko deprecated %s when MATIC became POL)",

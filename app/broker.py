@@ -337,6 +337,10 @@ class RedisUpdateBus:
             ms = self.client.pttl(KEY_PREFIX + key)
         return ms / 1000 if ms and ms > 0 else None
 
+    def release(self, key: str) -> None:
+        with self._errors("release"):
+            self.client.delete(KEY_PREFIX + key)
+
     def ping(self) -> None:
         with self._errors("ping"):
             self.client.ping()

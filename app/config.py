@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from app.cron import parse_cron
 from app.domain.errors import ConfigError
 from app.domain.model import TrackedCoins
 from app.domain.schedule import CronSchedule
@@ -54,12 +55,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
-        """Parse and validate. Raises ConfigError naming the first bad variable. Unset and empty mean the default."""
+        """Parse and validate. Raises ConfigError naming the first bad variable. Unset and empty mean the default,
+        except for the lists COINS and VS_CURRENCIES: set to nothing, they are refused (an empty list tracks nothing,
+        and silently tracking the default instead hid the mistake)."""
 
         def get(name: str) -> str | None:
             value = env.get(name)
             return value.strip() if value is not None and value.strip() != "" else None
 
+        for name in ("COINS", "VS_CURRENCIES"):
+            if name in env and not env[name].replace(",", "").strip():
+                raise ConfigError(name, "is set but lists nothing; list at least one value, or unset it for the "
+                                        "default")
         plan = (get("COINGECKO_API_PLAN") or "demo").lower()
         if plan not in ("demo", "pro"):
             raise ConfigError("COINGECKO_API_PLAN", f"must be 'demo' or 'pro', got {plan!r}")
@@ -72,7 +79,7 @@ class Settings:
             web_concurrency=_int(get, "WEB_CONCURRENCY", 2, 1, 64),
             data_dir=Path(get("DATA_DIR") or "data"),
             redis_url=_url(get, "REDIS_URL", ("redis", "rediss", "unix")),
-            mongodb_uri=_url(get, "MONGODB_URI", ("mongodb", "mongodb+srv")),
+            mongodb_uri=_mongodb_uri(get),
             coins=_list(get, "COINS", DEFAULT_COINS, _COIN_ID, "CoinGecko API ids such as bitcoin,ethereum"),
             vs_currencies=_list(get, "VS_CURRENCIES", "usd", _CURRENCY, "currency codes such as usd,eur"),
             update_cron=_cron(get),
@@ -93,7 +100,7 @@ class Settings:
 
     @cached_property
     def schedule(self) -> CronSchedule:
-        return CronSchedule.parse(self.update_cron)
+        return parse_cron(self.update_cron)
 
     @cached_property
     def update_interval(self) -> timedelta:
@@ -224,6 +231,23 @@ def _url(get, name: str, schemes: tuple[str, ...]) -> str | None:
     return raw
 
 
+def _mongodb_uri(get) -> str | None:
+    """MONGODB_URI as PyMongo judges it (replica-set host lists, mongodb+srv://, options), without the DNS lookup
+    that pymongo.uri_parser.parse_uri makes for mongodb+srv:// (a start-up check must not need the network)."""
+    raw = get("MONGODB_URI")
+    if raw is None:
+        return None
+    from pymongo.errors import ConfigurationError, InvalidURI
+    from pymongo.uri_parser_shared import _validate_uri  # parse_uri minus the SRV lookup; pymongo is pinned
+
+    try:
+        _validate_uri(raw)
+    except (InvalidURI, ConfigurationError, ValueError) as exc:
+        reason = str(exc).replace(raw, "…")  # PyMongo may quote the URI, password included
+        raise ConfigError("MONGODB_URI", f"is not a valid MongoDB URI ({reason}): {_redact_safe(raw)!r}") from None
+    return raw
+
+
 def _list(get, name: str, default: str, pattern: re.Pattern[str], example: str) -> tuple[str, ...]:
     raw = get(name) or default
     items = [item.strip().lower() for item in raw.split(",") if item.strip()]
@@ -238,8 +262,7 @@ def _list(get, name: str, default: str, pattern: re.Pattern[str], example: str) 
 def _cron(get) -> str:
     raw = get("UPDATE_CRON") or "*/15 * * * *"
     try:
-        schedule = CronSchedule.parse(raw)
-        schedule.shortest_interval()
+        schedule = parse_cron(raw)  # Celery's crontab judges it: what is accepted here is what beat runs
     except ValueError as exc:
         raise ConfigError("UPDATE_CRON", f"{exc} (got {raw!r}; example: '*/15 * * * *')") from None
     return schedule.expression

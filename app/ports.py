@@ -55,6 +55,11 @@ class PriceRepository(Protocol):
         are absent. Grouped by the store where it can, so a year of records is not sent to the caller."""
 
 
+class CatalogSource(Protocol):
+    def load(self) -> tuple[set[str], set[str]]:
+        """(every CoinGecko coin id, every supported vs-currency). Raises an UpstreamError subclass."""
+
+
 class UpdateBus(Protocol):
     """Redis pub/sub and small shared state between the worker and the web."""
 
@@ -77,6 +82,9 @@ class UpdateBus(Protocol):
 
     def remaining(self, key: str) -> float | None:
         """Seconds until a marker expires, or None when it is not set."""
+
+    def release(self, key: str) -> None:
+        """Remove a marker, whoever set it (no-op when it is not set)."""
 
     def ping(self) -> None:
         """Raise BrokerUnavailable if Redis cannot be reached."""

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from celery import Celery
 from celery.worker.consumer import Consumer
 
 from app import broker
-from app.bootstrap import load_settings, prepare
+from app.bootstrap import check_tracked_coins, configure_logging, load_settings, log_format, prepare, read_environment
 from app.config import Settings
 from beat_schedule import build_schedule
 
@@ -70,8 +72,26 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         worker_hijack_root_logger=True,
         worker_redirect_stdouts=False,
+        # The platform's one line format; `%(task)s` is the running task's id (tasks/prices.py adds it to every
+        # record), and beat, which formats with these too, names itself.
+        worker_log_format=log_format(process_role(sys.argv) + "%(task)s"),
+        worker_task_log_format=log_format(process_role(sys.argv) + "%(task)s"),
         task_default_queue="cryptostats",
     )
+
+
+def process_role(argv: list[str]) -> str:
+    """Which process this `celery -A tasks ...` command is, for its log lines: worker, beat, or celery (call etc.)."""
+    for word in argv[1:]:
+        if word in ("worker", "beat"):
+            return word
+    return "celery"
+
+
+def _celery_command(argv: list[str]) -> bool:
+    """Whether this process is `celery ...` or `python -m celery ...`."""
+    program = Path(argv[0]) if argv else Path()
+    return program.name == "celery" or program.parent.name == "celery"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -81,6 +101,15 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-settings = load_settings(os.environ)
+settings = load_settings(read_environment())  # ./.env too; the real environment wins
+if _celery_command(sys.argv):  # not when imported by tests or tools, whose logging is their own
+    configure_logging(settings, process_role(sys.argv))  # until Celery sets up its own logging, in the same format
 prepare(settings)  # a bad DATA_DIR or an embedded Redis that cannot start: one line, not a traceback
+if process_role(sys.argv) == "worker":
+    check_tracked_coins(settings)  # COINS and VS_CURRENCIES against CoinGecko's lists: one line, not a traceback
 celery = make_celery(settings)
+# LOG_LEVEL as the default of `celery worker|beat --loglevel` (click reads CELERY_<COMMAND>_LOGLEVEL; the app is
+# imported before the subcommand's options are parsed), so their banners say the level in force. tasks/prices.py
+# applies LOG_LEVEL to the loggers whatever --loglevel says.
+for _command in ("WORKER", "BEAT"):
+    os.environ.setdefault(f"CELERY_{_command}_LOGLEVEL", settings.log_level)

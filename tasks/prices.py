@@ -5,13 +5,14 @@ import logging
 import os
 from datetime import datetime, timedelta
 
+from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import after_setup_logger, beat_init, worker_ready
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready
 
 from app.bootstrap import Services, announce, bootstrap
 from app.domain.errors import AppError, UpstreamUnavailable
-from app.services.polling import (needs_startup_update, report_failure, retry_decision, run_deadline, run_update,
-                                  scheduled_slot)
+from app.services.polling import (STARTUP_CLAIM, needs_startup_update, report_failure, retry_decision, run_deadline,
+                                  run_update, scheduled_slot)
 from tasks.celery_app import celery, settings
 
 log = logging.getLogger("tasks.store_crypto_stats")
@@ -91,7 +92,7 @@ def update_now_if_stale(sender=None, **_):
         _ensure_schema(s)
         if not needs_startup_update(s.repo, s.tracked, s.clock(), settings.update_interval):
             return
-        if s.bus.claim("startup-update", 60):
+        if s.bus.claim(STARTUP_CLAIM, 60):
             # The current slot exactly (not scheduled_slot's skew allowance, which near a tick would claim the
             # coming one and make beat's real run for it skip).
             current = settings.schedule.previous(s.clock()).isoformat()
@@ -111,6 +112,31 @@ def announce_beat(sender=None, **_):
 
 @after_setup_logger.connect
 def quieter_task_logs(logger=None, **_):
+    # LOG_LEVEL, whatever --loglevel says (Celery's default is WARNING): one setting for every process.
+    if logger is not None:
+        logger.setLevel(settings.log_level)
     # Our own lines say what a run did, when it retries and why; Celery's per-task "succeeded"/"retry" lines would
     # repeat them on every attempt.
-    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    level = logging.getLevelName(settings.log_level)
+    logging.getLogger("celery.app.trace").setLevel(max(logging.WARNING, level))
+
+
+@after_setup_task_logger.connect
+def task_log_level(logger=None, **_):
+    if logger is not None:
+        logger.setLevel(settings.log_level)
+
+
+def _record_with_task_id(factory):
+    """Every log record of this process gets `task`: " <task id>" while a task runs, else "" (the log format shows
+    it after the process name), so lines of the services and adapters a run calls carry the run's id too."""
+    def make(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        task = current_task
+        task_id = getattr(getattr(task, "request", None), "id", None) if task else None
+        record.task = f" {task_id}" if task_id else ""
+        return record
+    return make
+
+
+logging.setLogRecordFactory(_record_with_task_id(logging.getLogRecordFactory()))

@@ -249,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeCoinGecko:
     """CoinGecko v3 on 127.0.0.1: `with FakeCoinGecko() as cg: poll(cg.base_url)`.
 
-    Endpoints: /ping, /simple/price, /simple/supported_vs_currencies, /coins/markets (all else 404 JSON).
+    Endpoints: /ping, /simple/price, /simple/supported_vs_currencies, /coins/list, /coins/markets (all else
+    404 JSON).
     Prices follow a seeded random walk that steps on every successful price call. `pro=True` acts as
     pro-api.coingecko.com (demo keys rejected with 10011); otherwise pro keys get 10010. Tests steer it with
     set_price/enqueue/set_down/reset, or over HTTP: POST /_fake/<method> with the kwargs as a JSON object,
@@ -393,6 +394,7 @@ class FakeCoinGecko:
             return _json(400, {"error_code": code, "status": {"error_message": KEY_ERRORS[code]}})
         routes = {"/ping": lambda q: _json(200, {"gecko_says": "(V3) To the Moon!"}),
                   "/simple/supported_vs_currencies": lambda q: _json(200, list(RATES)),
+                  "/coins/list": self._coins_list,
                   "/simple/price": self._simple_price, "/coins/markets": self._markets}
         if method != "GET" or endpoint not in routes:
             return _json(404, {"error": "Not Found"})
@@ -477,6 +479,13 @@ class FakeCoinGecko:
         if key == "price":
             return _round_price(value, precision)
         return int(round(value)) if digits == 0 else round(value, digits)
+
+    # ---- catalogue: /coins/list ---------------------------------------------------------------------------------
+    def _coins_list(self, q: dict[str, str]) -> tuple:
+        """Every known id, deprecated ones and ones added by set_price included (ref §2: one unpaginated array)."""
+        with self._lock:
+            known = {**COINS, **self._extra}
+        return _json(200, [{"id": cid, "symbol": c.symbol, "name": c.name} for cid, c in sorted(known.items())])
 
     def _simple_price(self, q: dict[str, str]) -> tuple:
         currencies = [c.lower() for c in _csv(q.get("vs_currencies"))]

@@ -91,6 +91,11 @@ class FakeBus:
         self._check()
         return self.ttls.get(key) if key in self.claims else None
 
+    def release(self, key: str) -> None:
+        self._check()
+        self.claims.pop(key, None)
+        self.ttls.pop(key, None)
+
     def ping(self) -> None:
         self._check()
 

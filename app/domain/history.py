@@ -120,7 +120,7 @@ def fill_buckets(span: BucketRange, found: Iterable[OhlcBucket]) -> list[dict]:
     forward. Buckets in `found` outside the span are ignored.
     """
     by_start = {b.start: b for b in found}
-    rows = []
+    rows: list[dict[str, object]] = []
     for start in span.starts():
         b = by_start.get(start)
         if b is None:

@@ -1,36 +1,21 @@
-"""Cron arithmetic for the update schedule: parse a five-field cron line, find the slot a run belongs to."""
+"""Cron arithmetic for the update schedule: the tick before or after a moment, on the sets Celery parsed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day_of_month", 1, 31), ("month_of_year", 1, 12), ("day_of_week", 0, 6))
-
-
-def _parse_field(text: str, low: int, high: int) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        rng, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ValueError(f"step must be positive in {part!r}")
-        if rng == "*":
-            start, end = low, high
-        elif "-" in rng:
-            a, b = rng.split("-", 1)
-            start, end = int(a), int(b)
-        else:
-            start = int(rng)
-            end = high if step_text else start
-        if not (low <= start <= end <= high):
-            raise ValueError(f"{part!r} is outside {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
+# The five fields, in order, named as Celery's crontab names its keyword arguments (app/cron.py parses with it).
+FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+# The longest gap between two ticks of a line that fires at all: a date on a given weekday (day-of-month AND
+# day-of-week, Celery's rule) may skip 40 years, Feb 29 on a Monday from 2072 to 2112 (2100 is no leap year).
+_LOOKAHEAD_DAYS = 366 * 41
+_REFERENCE_DAYS = 366 * 8 + 2  # shortest_interval looks at this stretch: every leap-day pattern repeats in it
 
 
 @dataclass(frozen=True)
 class CronSchedule:
-    """A five-field cron line (minute hour day-of-month month day-of-week, Sunday = 0), evaluated in UTC.
+    """A five-field cron line (minute hour day-of-month month day-of-week, Sunday = 0), evaluated in UTC. Build it
+    with `app.cron.parse_cron`, which lets Celery's crontab parse the line.
 
     Day-of-month and day-of-week must both match (Celery's crontab semantics, which beat uses), unlike classic cron's
     "either" rule when both are restricted.
@@ -43,21 +28,9 @@ class CronSchedule:
     month_of_year: frozenset[int]
     day_of_week: frozenset[int]
 
-    @classmethod
-    def parse(cls, expression: str) -> "CronSchedule":
-        """Raises ValueError with a readable reason on a bad line."""
-        parts = expression.split()
-        if len(parts) != 5:
-            raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(parts)}")
-        try:
-            sets = [_parse_field(p, lo, hi) for p, (_, lo, hi) in zip(parts, _FIELDS)]
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("invalid literal for int() with base 10", "not a number")) from None
-        return cls(" ".join(parts), *sets)
-
     def fields(self) -> dict[str, str]:
         """The line split into Celery crontab's keyword arguments."""
-        return dict(zip((name for name, _, _ in _FIELDS), self.expression.split()))
+        return dict(zip(FIELDS, self.expression.split()))
 
     def _day_matches(self, day: datetime) -> bool:
         return (
@@ -67,10 +40,10 @@ class CronSchedule:
         )
 
     def previous(self, at: datetime) -> datetime:
-        """The latest tick at or before `at` (UTC, whole minute). Looks back up to about four years."""
+        """The latest tick at or before `at` (UTC, whole minute). Looks back up to 41 years."""
         at = at.astimezone(timezone.utc).replace(second=0, microsecond=0)
         day = at.replace(hour=0, minute=0)
-        for _ in range(366 * 4 + 1):
+        for _ in range(_LOOKAHEAD_DAYS):
             if self._day_matches(day):
                 for hour in sorted(self.hour, reverse=True):
                     for minute in sorted(self.minute, reverse=True):
@@ -84,7 +57,7 @@ class CronSchedule:
         """The first tick strictly after `after`."""
         at = after.astimezone(timezone.utc).replace(second=0, microsecond=0)
         day = at.replace(hour=0, minute=0)
-        for _ in range(366 * 4 + 1):
+        for _ in range(_LOOKAHEAD_DAYS):
             if self._day_matches(day):
                 for hour in sorted(self.hour):
                     for minute in sorted(self.minute):
@@ -95,13 +68,18 @@ class CronSchedule:
         raise ValueError(f"cron line {self.expression!r} never fires")
 
     def shortest_interval(self) -> timedelta:
-        """The shortest gap between two ticks, measured over the coming ticks of a reference week."""
-        tick = self.next(datetime(2024, 1, 1, tzinfo=timezone.utc))
+        """The shortest gap between two ticks, over up to 200 ticks of a reference stretch of eight years (leap
+        days included). Raises ValueError for a line that never fires."""
+        start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        end = start + timedelta(days=_REFERENCE_DAYS)
+        tick = self.next(start)
         best: timedelta | None = None
         for _ in range(200):
             following = self.next(tick)
             gap = following - tick
             best = gap if best is None else min(best, gap)
             tick = following
+            if tick > end:
+                break
         assert best is not None
         return best

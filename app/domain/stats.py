@@ -80,7 +80,7 @@ def rolling_stats(records: Sequence, estimator: str = "population", on: str = "p
     Fields that cannot be computed from what is there are None.
     """
     prices = [r.price for r in records]
-    result = {"n": 0, "from": None, "to": None, "mean": None, "sd": None, "min": None, "max": None,
+    result: dict[str, object] = {"n": 0, "from": None, "to": None, "mean": None, "sd": None, "min": None, "max": None,
               "change_pct": None, "volatility_annualized": None}
     if not records:
         return result

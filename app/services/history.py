@@ -90,10 +90,11 @@ def coin_statistics(repo: PriceRepository, tracked: TrackedCoins, coin: str, *, 
     series = parse_choice(on, "on", SERIES)
     vs = _currency(tracked, currency)
     source_id = tracked.resolve(coin.strip().lower())
-    if span.count is not None:
-        records = _read("statistics", lambda: repo.last_n(source_id, vs, span.count))[::-1]
+    count, seconds = span.count, span.seconds
+    if count is not None:
+        records = _read("statistics", lambda: repo.last_n(source_id, vs, count))[::-1]
     else:
         # observed_at has whole seconds: the end takes in a record stamped within the current second.
-        records = _read("statistics", lambda: repo.between(source_id, vs, now - timedelta(seconds=span.seconds),
+        records = _read("statistics", lambda: repo.between(source_id, vs, now - timedelta(seconds=seconds or 0),
                                                            now + timedelta(seconds=1)))
     return rolling_stats(records, how, series)

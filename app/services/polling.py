@@ -235,6 +235,20 @@ def run_deadline(schedule: CronSchedule, now: datetime, slot: datetime | None) -
     return schedule.next(slot if slot is not None else now)
 
 
+STARTUP_CLAIM = "startup-update"
+
+
+def forget_dead_runs(bus: UpdateBus, schedule: CronSchedule, now: datetime) -> None:
+    """Drop what runs of a stopped instance left in Redis that would hold a fresh start back: the start-up claim
+    (its workers' "update at start" lasts a minute) and the "being fetched" claims of the current slot (a dead run's
+    claim made the fresh start's update skip as "already being fetched by another run" until it expired). Call it
+    only when no other instance can be running on this Redis (`make run` holds DATA_DIR's lock). Raises
+    BrokerUnavailable."""
+    for slot in {schedule.previous(now), scheduled_slot(schedule, now)}:
+        bus.release(slot_fetch_key(slot))
+    bus.release(STARTUP_CLAIM)
+
+
 def needs_startup_update(repo: PriceRepository, tracked: TrackedCoins, now: datetime, max_age: timedelta) -> bool:
     """Whether the store lacks fresh data for any tracked coin (so a process starting now should update at once)."""
     for coin, vs in tracked.pairs():

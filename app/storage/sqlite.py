@@ -165,7 +165,7 @@ class SqlitePriceRepository:
             self._drop()
         return StorageUnavailable(f"SQLite {what} failed: {_cause(exc)}")
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple | dict = ()) -> list[tuple]:
         conn = self._conn()
         try:
             return conn.execute(sql, args).fetchall()

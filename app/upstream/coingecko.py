@@ -297,6 +297,11 @@ class CoinGeckoClient:
             f"CoinGecko's answer is larger than UPSTREAM_MAX_RESPONSE_BYTES ({self.max_response_bytes} bytes once "
             f"decoded); stopped reading it", details={"status": status, "limit_bytes": self.max_response_bytes})
 
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """The decoded JSON body of one GET of `path` under the base URL, with every bound and error mapping of
+        the client (size cap, no redirects, typed UpstreamErrors). For CoinGecko's list endpoints."""
+        return self._get(path, params or {})[0]
+
     def fetch_prices(self, coins: Sequence[str], vs_currencies: Sequence[str]) -> FetchResult:
         """GET /simple/price for all coins and currencies at once (coingecko.md §2, §7: one call, ≤515 ids)."""
         fetched_at = self.clock().astimezone(timezone.utc)

@@ -2,7 +2,7 @@
 MongoDB-wire server): what services may rely on whichever store the settings pick."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 import pytest
 

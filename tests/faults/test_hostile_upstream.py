@@ -152,7 +152,7 @@ def test_absurd_prices_and_time_stamps_are_rejected_and_never_served(platform, f
                % (now, now, pol % now),
                '{"bitcoin":{"usd":42000,"last_updated_at":%d},"ethereum":{"usd":2300,"last_updated_at":1},%s}'
                % (now + 290, pol % (now + 1))]
-    stored, calls = len(platform.stored_events()), platform.fake.request_count()
+    stored = len(platform.stored_events())
     for i, raw in enumerate(answers, 1):
         platform.fake.enqueue("raw", raw=raw)
         platform.trigger()

@@ -31,6 +31,13 @@ def test_a_claim_is_exclusive_but_its_owner_keeps_it(bus):
     assert 29 < bus.remaining("startup-update") <= 30 and bus.remaining("nothing") is None
 
 
+def test_a_released_claim_can_be_taken_by_another_owner(bus):
+    assert bus.claim("slot-fetching:y", 600, owner="task-of-a-dead-run")
+    bus.release("slot-fetching:y")
+    bus.release("never-claimed")  # no-op
+    assert bus.claim("slot-fetching:y", 30, owner="task-of-this-start")
+
+
 def test_a_redis_outage_is_reported_and_the_subscription_comes_back(short_tmp):
     data_dir = short_tmp / "bus-outage"
     url = ensure_embedded_redis(data_dir)

@@ -22,7 +22,9 @@ def test_defaults():
 
 @pytest.mark.parametrize("name,value", [
     ("PORT", "eighty"), ("PORT", "70000"), ("REDIS_URL", "http://localhost"), ("MONGODB_URI", "postgres://x"),
-    ("COINS", "Bitcoin!"), ("COINS", " , "), ("VS_CURRENCIES", "us dollar"), ("UPDATE_CRON", "every 15 minutes"),
+    ("COINS", "Bitcoin!"), ("COINS", " , "), ("COINS", ""), ("VS_CURRENCIES", ""), ("MONGODB_URI", "mongodb://"),
+    ("MONGODB_URI", "mongodb+srv://a:1@h1,h2/db"), ("MONGODB_URI", "mongodb://h/db?replicaSet"),
+    ("VS_CURRENCIES", "us dollar"), ("UPDATE_CRON", "every 15 minutes"), ("UPDATE_CRON", "5/15 * * * *"),
     ("UPDATE_CRON", "*/0 * * * *"), ("UPDATE_CRON", "61 * * * *"), ("UPDATE_CRON", "0 0 31 2 *"),
     ("COINGECKO_BASE_URL", "ftp://x"), ("COINGECKO_API_PLAN", "gold"), ("UPSTREAM_READ_TIMEOUT_SECONDS", "-1"),
     ("REFRESH_INTERVAL_SECONDS", "soon"), ("LOG_LEVEL", "LOUD"), ("WEB_CONCURRENCY", "0"),
@@ -71,3 +73,23 @@ def test_unparsable_urls_and_hosts_name_the_variable(name, value):
 def test_ipv6_host_is_bracketed_for_gunicorn():
     assert Settings.from_env({"HOST": "::", "PORT": "9000"}).bind == "[::]:9000"
     assert Settings.from_env({}).bind == "0.0.0.0:8000"
+
+
+@pytest.mark.parametrize("uri", [
+    # The README's self-hosted replica set, and other forms PyMongo accepts.
+    "mongodb://user:pass@db1:27017,db2:27017,db3:27017/cryptostats?replicaSet=rs0",
+    "mongodb+srv://user:pass@cluster0.example.mongodb.net/cryptostats?retryWrites=true&w=majority",
+    "mongodb://db1,db2/cryptostats", "mongodb://[::1]:27017/cryptostats", "mongodb://%2Ftmp%2Fmongodb-27017.sock/db",
+    "mongodb://u:p%40ss@h/?authSource=admin",
+])
+def test_every_mongodb_uri_pymongo_accepts_is_accepted(uri):
+    s = Settings.from_env({"MONGODB_URI": uri})
+    assert s.mongodb_uri == uri
+    assert "pass" not in s.describe() and "p%40ss" not in s.describe()
+
+
+def test_a_refused_mongodb_uri_does_not_show_its_password():
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"MONGODB_URI": "mongodb://user:hunter2@db1:27017,db2:notaport/cryptostats"})
+    assert err.value.variable == "MONGODB_URI"
+    assert "hunter2" not in err.value.message

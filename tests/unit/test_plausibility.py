@@ -2,7 +2,6 @@
 the reason, in the log and in the event; the clock skew is published; hostile Retry-After values cannot crash the
 retry policy; hostile text is handled in bounded time."""
 import logging
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest

@@ -3,13 +3,13 @@ from datetime import timedelta
 
 import pytest
 
+from app.cron import parse_cron
 from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, UpstreamRateLimited, UpstreamRejected,
                                UpstreamServerError)
 from app.domain.model import TrackedCoins
-from app.domain.schedule import CronSchedule
 from app.ports import FetchResult
-from app.services.polling import (needs_startup_update, retry_decision, retry_delay, run_deadline, run_update,
-                                  scheduled_slot, slot_key)
+from app.services.polling import (STARTUP_CLAIM, forget_dead_runs, needs_startup_update, retry_decision, retry_delay,
+                                  run_deadline, run_update, scheduled_slot, slot_fetch_key, slot_key)
 from app.storage.memory import InMemoryPriceRepository
 from tests.fakes import T0, FakePriceSource, obs
 
@@ -105,7 +105,7 @@ def test_permanent_errors_are_not_retried():
 
 
 def test_deadline_is_the_tick_after_the_slot():
-    schedule = CronSchedule.parse("*/15 * * * *")
+    schedule = parse_cron("*/15 * * * *")
     assert run_deadline(schedule, T0 + timedelta(minutes=3), T0) == T0 + timedelta(minutes=15)
     assert run_deadline(schedule, T0 + timedelta(minutes=3), None) == T0 + timedelta(minutes=15)
 
@@ -153,10 +153,10 @@ def test_a_bogus_retry_after_cools_down_at_most_the_cap(bus, clock):
 
 
 def test_a_worker_clock_slightly_behind_beat_still_finds_the_fired_slot():
-    schedule = CronSchedule.parse("*/15 * * * *")
+    schedule = parse_cron("*/15 * * * *")
     assert scheduled_slot(schedule, T0 - timedelta(seconds=2)) == T0  # beat fired 12:00 by its clock
     assert scheduled_slot(schedule, T0 + timedelta(minutes=7)) == T0
-    assert scheduled_slot(CronSchedule.parse("* * * * *"), T0 - timedelta(seconds=3)) == T0
+    assert scheduled_slot(parse_cron("* * * * *"), T0 - timedelta(seconds=3)) == T0
 
 
 def test_giving_up_says_why():
@@ -166,3 +166,14 @@ def test_giving_up_says_why():
     delay, reason = retry_decision(UpstreamRateLimited("429", retry_after=500), 0, T0, T0 + timedelta(hours=1),
                                    rng=lambda: 0.0, max_delay=420)
     assert delay is None and reason == "a 500 s wait is longer than a retry may wait"
+
+
+def test_a_fresh_start_forgets_the_claims_a_dead_run_left_on_the_current_slot(bus):
+    schedule = parse_cron("*/15 * * * *")
+    now = T0 + timedelta(minutes=7)
+    slot = schedule.previous(now)
+    assert bus.claim(slot_fetch_key(slot), 600, owner="task-of-a-dead-run")
+    assert bus.claim(STARTUP_CLAIM, 600)
+    forget_dead_runs(bus, schedule, now)
+    assert bus.claim(STARTUP_CLAIM, 60)  # this start's workers may claim the start-up update again
+    assert bus.claim(slot_fetch_key(slot), 60, owner="task-of-this-start")
