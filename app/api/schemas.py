@@ -32,8 +32,8 @@ def load_query(schema: Schema, args) -> dict:
     return {k: (v.lower() if isinstance(v, str) else v) for k, v in loaded.items()}
 
 
-# Output schemas and documentation-only query schemas: they are what /openapi.json is generated from (app/api/openapi.py).
-# The routes build their bodies directly; tests/api/test_openapi.py holds the answers to these schemas.
+# Output schemas and documentation-only query schemas: /openapi.json is generated from them (app/api/openapi.py).
+# The routes build their bodies directly; tests/api/test_openapi.py holds the real answers to these schemas.
 
 
 class ErrorDetailSchema(Schema):

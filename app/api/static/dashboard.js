@@ -33,7 +33,7 @@
   function price(value) {
     if (value === null || value === undefined) return "—";
     var abs = Math.abs(value);
-    if (abs >= 1) return money(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    if (abs >= 1 || value === 0) return money(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
     return money(value, { minimumFractionDigits: 2, maximumSignificantDigits: 4 });
   }
   function compact(value) { return money(value, { notation: "compact", maximumFractionDigits: 2 }); }
@@ -72,7 +72,7 @@
     }
     return false;
   }
-  function render(item) {
+  function render(item, before) {
     var node = card(item.coin);
     var changed = field(node, "price", price(item.price));
     var change = node.querySelector('[data-field="change_24h"]');
@@ -81,9 +81,11 @@
     field(node, "market_cap", compact(item.market_cap));
     field(node, "deviation", price(item.deviation));
     badge(node, item);
-    if (changed && state.updates++ > 0) {
+    if (changed && before && before.price !== null) {  // a new price, not the first one: show it moved
+      state.updates++;
       var el = node.querySelector('[data-field="price"]');
       el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
+      el.addEventListener("animationend", function () { el.classList.remove("flash"); }, { once: true });
     }
   }
   function badge(node, item) {
@@ -105,7 +107,7 @@
     var before = state.coins[item.coin];
     state.coins[item.coin] = item;
     if (state.order.indexOf(item.coin) < 0) state.order.push(item.coin);
-    render(item);
+    render(item, before);
     if (item.coin === state.selected && before && before.observed_at !== item.observed_at) scheduleChart();
   }
   function setMode(mode, text) {
@@ -222,6 +224,17 @@
       plot([xs, closes]);
     }).catch(function (err) { notice("Cannot load the history (" + err.message + ")."); });
   }
+  function lonely(u, seriesIdx) {
+    // Points only where a line cannot show a value: a record between two gaps, and the newest one.
+    var ys = u.data[seriesIdx], out = [], last = -1;
+    for (var i = 0; i < ys.length; i++) {
+      if (ys[i] === null) continue;
+      last = i;
+      if ((i === 0 || ys[i - 1] === null) && (i === ys.length - 1 || ys[i + 1] === null)) out.push(i);
+    }
+    if (last >= 0 && out.indexOf(last) < 0) out.push(last);
+    return out;
+  }
   function plot(data) {
     var el = document.getElementById("chart");
     var width = Math.max(280, el.clientWidth);
@@ -235,6 +248,7 @@
     state.chart = new uPlot({
       width: width, height: 320,
       series: [{}, { label: "close", stroke: accent, width: 2, fill: accent + "22", spanGaps: false,
+                     points: { show: true, size: 6, fill: accent, filter: lonely },
                      value: function (u, v) { return v === null ? "—" : price(v); } }],
       axes: [axis, Object.assign({ size: 80, values: function (u, ticks) { return ticks.map(compact); } }, axis)],
       cursor: { drag: { x: false, y: false } },
