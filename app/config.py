@@ -52,6 +52,9 @@ class Settings:
     # doubles per attempt, up to 5 minutes, and never runs past the next scheduled run.
     retry_base_seconds: float = 10.0
     log_level: str = "INFO"  # LOG_LEVEL
+    # CORS_ORIGINS: browser origins allowed to read the public GET routes cross-origin: ("*",) any, () none, or
+    # exact origins such as https://dash.example.com. Admin routes never get CORS (app/api/cors.py).
+    cors_origins: tuple[str, ...] = ("*",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -95,6 +98,7 @@ class Settings:
                 if get("BROKER_VISIBILITY_TIMEOUT_SECONDS") else None),
             retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
+            cors_origins=_origins(get),
         )
         return settings
 
@@ -266,3 +270,21 @@ def _cron(get) -> str:
     except ValueError as exc:
         raise ConfigError("UPDATE_CRON", f"{exc} (got {raw!r}; example: '*/15 * * * *')") from None
     return schedule.expression
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def _origins(get) -> tuple[str, ...]:
+    """CORS_ORIGINS: `*` (default), `none`, or a comma-separated list of origins (scheme://host[:port], no path)."""
+    raw = get("CORS_ORIGINS") or "*"
+    if raw == "*":
+        return ("*",)
+    if raw.lower() == "none":
+        return ()
+    items = [item.strip().rstrip("/") for item in raw.split(",") if item.strip()]
+    bad = [item for item in items if not _ORIGIN.match(item)]
+    if bad or not items:
+        raise ConfigError("CORS_ORIGINS", f"must be *, none, or origins such as https://dash.example.com "
+                                          f"(scheme://host[:port], no path), got {', '.join(map(repr, bad or [raw]))}")
+    return tuple(dict.fromkeys(item.lower() for item in items))

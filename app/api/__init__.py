@@ -6,8 +6,10 @@ import os
 import threading
 
 from flask import Flask
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
-from app.api import errors, health, stats
+from app.api import cors, dashboard, errors, health, openapi, stats
 from app.api.coins import bp as coins_bp
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
@@ -21,6 +23,13 @@ class _Flask(Flask):
         response.status_code = 204
         response.headers.remove("Content-Type")
         return response
+
+    def raise_routing_exception(self, request):
+        """Nothing redirects: werkzeug would send an empty path (`GET http://host HTTP/1.1`) to "/" with a Location
+        built from the client's Host header; it is simply not found."""
+        if isinstance(request.routing_exception, RequestRedirect):
+            raise NotFound()
+        super().raise_routing_exception(request)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *,
@@ -51,6 +60,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
     app.register_blueprint(coins_bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(openapi.bp)
+    cors.enable(app, settings.cors_origins)
 
     if background:
         stop = threading.Event()

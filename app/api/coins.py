@@ -1,4 +1,5 @@
-"""Blueprint `coins`: Data API v1 reads of one coin from the store, GET /api/v1/coins/{id}/history and .../stats."""
+"""Blueprint `coins`: Data API v1, GET /api/v1/coins (the tracked coins, from memory) and, from the store, one coin's
+GET /api/v1/coins/{id}/history and .../stats."""
 from __future__ import annotations
 
 import csv
@@ -6,7 +7,7 @@ import io
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from app.domain.errors import InvalidQuery
+from app.domain.errors import InvalidQuery, NoData
 from app.domain.history import BUCKET_FIELDS
 from app.services.history import coin_history, coin_statistics
 
@@ -41,6 +42,37 @@ def _csv(history) -> Response:
     response.headers["Content-Disposition"] = \
         f'inline; filename="{history.coin}-{history.currency}-{history.interval}.csv"'
     return response
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+@bp.get("")
+def list_coins():
+    """Every tracked coin's latest figures from the in-memory view (what the dashboard's table shows). Minimal: the
+    fields of the stream's events; a coin without data yet has nulls and `error` saying why."""
+    view = current_app.extensions["view"]
+    allowed = view.tracked.vs_currencies
+    currency = (_arg("currency") or allowed[0]).strip().lower()
+    if currency not in allowed:  # a bad parameter (400), as the other Data API v1 routes say it
+        raise InvalidQuery(f"currency {_arg('currency')!r} is not tracked; allowed: {', '.join(allowed)}",
+                           details={"parameter": "currency", "value": _arg("currency"), "allowed": list(allowed)})
+    coins = []
+    for coin in view.tracked.public_ids:
+        item = {"coin": coin, "currency": currency, "price": None, "market_cap": None, "change_24h": None,
+                "deviation": None, "observed_at": None, "fetched_at": None, "stale": None, "error": None}
+        try:
+            summary, freshness = view.summary(coin, currency)
+        except NoData as exc:
+            item["error"] = {"code": exc.code, "message": exc.message}
+        else:
+            latest = summary.latest
+            item.update(price=latest.price, market_cap=latest.market_cap, change_24h=latest.change_24h,
+                        deviation=summary.deviation, observed_at=_iso(freshness.observed_at),
+                        fetched_at=_iso(freshness.fetched_at), stale=freshness.stale)
+        coins.append(item)
+    return jsonify({"currency": currency, "coins": coins})
 
 
 @bp.get("/<coin>/history")

@@ -1,0 +1,147 @@
+"""Blueprint `openapi`: GET /openapi.json (OpenAPI 3.1, generated from the marshmallow schemas with apispec) and
+GET /docs (Swagger UI, served from app/api/static/vendor/)."""
+from __future__ import annotations
+
+import copy
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, current_app, jsonify, render_template
+
+from app.api import schemas
+
+bp = Blueprint("openapi", __name__)
+
+ERROR_STATUSES = {
+    400: "Bad parameter (`invalid_query`; the message and `details` name it and the allowed values)",
+    404: "Untracked coin or currency (`unknown_coin`, `unknown_currency`; the message lists the tracked ones)",
+    503: "No data yet (`no_data`, saying why) or the store unreachable; `Retry-After` says when to come back",
+}
+FRESHNESS_HEADERS = {
+    "X-Data-Stale": ("`true` once the data is older than two update intervals", "string"),
+    "X-Data-Fetched-At": ("when the platform fetched the record (ISO-8601)", "string"),
+    "X-Data-Observed-At": ("CoinGecko's last_updated_at of the record (ISO-8601)", "string"),
+    "Last-Modified": ("the same instant as an HTTP date", "string"),
+}
+COIN_PATH = {"in": "path", "name": "coin", "required": True, "description": "a tracked CoinGecko id",
+             "schema": {"type": "string", "example": "bitcoin"}}
+
+
+def _json(schema, description: str, headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = {name: {"description": text, "schema": {"type": kind}}
+                               for name, (text, kind) in headers.items()}
+    return response
+
+
+def _errors(*statuses: int) -> dict:
+    out = {}
+    for status in statuses:
+        out[str(status)] = _json("Error", ERROR_STATUSES[status])
+        if status == 503:
+            out["503"]["headers"] = {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}}
+    return out
+
+
+def _contract(schema: str, summary: str) -> dict:
+    return {"get": {"tags": ["contract"], "summary": summary,
+                    "parameters": [{"in": "query", "schema": schemas.CoinQuerySchema}],
+                    "responses": {"200": _json(schema, "The answer, with its freshness in headers", FRESHNESS_HEADERS),
+                                  **_errors(400, 404, 503)}}}
+
+
+def _html(summary: str) -> dict:
+    return {"get": {"tags": ["pages"], "summary": summary,
+                    "responses": {"200": {"description": "An HTML page",
+                                          "content": {"text/html": {"schema": {"type": "string"}}}}}}}
+
+
+# Every route of the app, by OpenAPI path. Only those the app really has are published (the test checks both ways).
+OPERATIONS: dict[str, dict] = {
+    "/stats": _contract("Stats", "Newest price, market cap and 24 h change of a coin"),
+    "/deviation": _contract("Deviation", "Standard deviation of the last 100 stored prices"),
+    "/api/v1/stats": _contract("Stats", "The same as /stats (versioned path)"),
+    "/api/v1/deviation": _contract("Deviation", "The same as /deviation (versioned path)"),
+    "/api/v1/coins": {"get": {
+        "tags": ["data"], "summary": "Every tracked coin's latest figures and freshness (from memory)",
+        "parameters": [{"in": "query", "schema": schemas.CoinsQuerySchema}],
+        "responses": {"200": _json("CoinList", "One entry per tracked coin, in configuration order"),
+                      **_errors(400)}}},
+    "/api/v1/coins/{coin}/history": {"get": {
+        "tags": ["data"], "summary": "OHLC buckets of a coin from the stored records (empty buckets: n 0, nulls)",
+        "parameters": [COIN_PATH, {"in": "query", "schema": schemas.HistoryQuerySchema}],
+        "responses": {"200": {"description": "The buckets, oldest first",
+                              "content": {"application/json": {"schema": "History"},
+                                          "text/csv": {"schema": {"type": "string"}}}},
+                      **_errors(400, 404, 503)}}},
+    "/api/v1/coins/{coin}/stats": {"get": {
+        "tags": ["data"], "summary": "Rolling statistics of a coin's stored records",
+        "parameters": [COIN_PATH, {"in": "query", "schema": schemas.CoinStatsQuerySchema}],
+        "responses": {"200": _json("CoinStats", "Statistics (n 0 and nulls for an empty window)"),
+                      **_errors(400, 404, 503)}}},
+    "/api/v1/stream": {"get": {
+        "tags": ["data"], "summary": "Server-Sent Events: a `snapshot` per coin on connect, then `price` events",
+        "parameters": [{"in": "query", "name": "coins", "schema": {"type": "string"},
+                        "description": "comma-separated tracked ids (default: all)"},
+                       {"in": "query", "name": "currency", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "text/event-stream; each event's data is a CoinSummary",
+                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                      **_errors(400, 404, 503)}}},
+    "/healthz": {"get": {"tags": ["operations"], "summary": "The process answers",
+                         "responses": {"200": _json("Health", "Always while the process runs")}}},
+    "/readyz": {"get": {"tags": ["operations"], "summary": "Store and Redis reachable; age of the newest data",
+                        "responses": {"200": _json("Readiness", "Ready"),
+                                      "503": _json("Readiness", "Not ready: the failing check's code")}}},
+    "/": _html("The dashboard"),
+    "/docs": _html("This document, rendered (Swagger UI)"),
+    "/openapi.json": {"get": {"tags": ["pages"], "summary": "This document",
+                              "responses": {"200": {"description": "OpenAPI 3.1",
+                                                    "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+}
+SCHEMAS = {"Error": schemas.ErrorSchema, "Stats": schemas.StatsSchema, "Deviation": schemas.DeviationSchema,
+           "CoinSummary": schemas.CoinSummarySchema, "CoinList": schemas.CoinListSchema,
+           "Bucket": schemas.BucketSchema, "History": schemas.HistorySchema, "CoinStats": schemas.CoinStatsSchema,
+           "Health": schemas.HealthSchema, "Readiness": schemas.ReadinessSchema}
+DESCRIPTION = ("Cryptocurrency statistics kept fresh from CoinGecko. Every failure is JSON in one shape: "
+               "`{\"error\": {\"code\", \"message\", \"details\"}}`.")
+
+
+def openapi_path(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: /api/v1/coins/<coin>/history -> /api/v1/coins/{coin}/history."""
+    return rule.replace("<", "{").replace(">", "}")
+
+
+def build_spec(app) -> dict:
+    """The OpenAPI 3.1 document of the routes `app` has (static assets aside). No server URL: the document is
+    relative to wherever it was fetched from, so it names no host of the deployment."""
+    spec = APISpec(title="Crypto Stats Platform", version="1.0.0", openapi_version="3.1.0",
+                   plugins=[MarshmallowPlugin()], info={"description": DESCRIPTION})
+    for name, schema in SCHEMAS.items():
+        spec.components.schema(name, schema=schema)
+    present = {openapi_path(rule.rule) for rule in app.url_map.iter_rules() if not rule.endpoint.endswith("static")}
+    for path, operations in OPERATIONS.items():
+        if path in present:
+            spec.path(path=path, operations=copy.deepcopy(operations))  # apispec edits them
+    document = spec.to_dict()
+    tracked = app.extensions["services"].tracked
+    # The tracked coins and currencies are configuration: say which they are (other values answer 404 or 400).
+    enums = {"coin": list(tracked.public_ids), "currency": list(tracked.vs_currencies)}
+    for item in document["paths"].values():
+        for parameter in item.get("get", {}).get("parameters", []):
+            if parameter["name"] in enums:
+                parameter["schema"] = {"type": "string", "enum": enums[parameter["name"]]}
+    document["servers"] = [{"url": "/"}]
+    return document
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    if "openapi" not in current_app.extensions:  # built once per process, on first use (every route is known)
+        current_app.extensions["openapi"] = build_spec(current_app)
+    return jsonify(current_app.extensions["openapi"])
+
+
+@bp.get("/docs")
+def docs():
+    return render_template("docs.html")
