@@ -1,5 +1,6 @@
 """gunicorn settings, read automatically by `gunicorn wsgi:app`: configuration is checked once in the master,
 before any worker forks, so a bad variable stops the web with one line naming it."""
+from app import logs, metrics
 from app.api import server
 from app.bootstrap import (announce, check_tracked_coins, configure_logging, load_settings, log_format, prepare,
                            read_environment)
@@ -8,6 +9,7 @@ _settings = load_settings(read_environment())  # ./.env too; the real environmen
 configure_logging(_settings, "web")  # until gunicorn applies logconfig_dict below, in the same format
 prepare(_settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
 check_tracked_coins(_settings)  # COINS and VS_CURRENCIES against CoinGecko's lists
+metrics.prepare_web_metrics(_settings.data_dir, _settings.port)  # PROMETHEUS_MULTIPROC_DIR, for every worker
 server.install()  # gunicorn's own 400/414/431 answers in the API's JSON shape (workers inherit it by fork)
 
 bind = _settings.bind
@@ -28,7 +30,7 @@ loglevel = _settings.log_level.lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"platform": {"format": log_format("web")}},
+    "formatters": {"platform": logs.formatter_config(_settings.log_format, "web", log_format("web"))},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "platform", "stream": "ext://sys.stderr"}},
     "root": {"level": _settings.log_level, "handlers": ["stderr"]},
     "loggers": {
@@ -44,3 +46,8 @@ logconfig_dict = {
 def when_ready(server):
     """Announced once by the master: the workers it forks inherit that it was done."""
     announce(_settings, "web")
+
+
+def child_exit(server, worker):
+    """A worker ended: its share of the live gauges (SSE clients) is dropped from /metrics."""
+    metrics.web_process_exited(worker.pid)

@@ -4,17 +4,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
-from app import broker
+from app import broker, logs
+from app.metrics import RedisMetrics
 from app.config import Settings
 from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
-from app.ports import PriceRepository, PriceSource, UpdateBus
+from app.ports import Metrics, NullMetrics, PriceRepository, PriceSource, UpdateBus
 from app.storage import make_repository
 from app.services.catalog import check_tracked
 from app.upstream.catalog import CachedCoinGeckoCatalog
@@ -36,21 +37,25 @@ class Services:
     source: PriceSource
     bus: UpdateBus
     clock: Callable[[], datetime]
+    metrics: Metrics = field(default_factory=NullMetrics)  # what runs report for GET /metrics (app/metrics.py)
+    redis_url: str | None = None  # the real Redis this process uses (rate-limit counters, metrics); None in tests
 
     @property
     def tracked(self) -> TrackedCoins:
         return self.settings.tracked
 
     def close(self) -> None:
-        for part in (self.repo, self.bus, self.source):
+        for part in (self.repo, self.bus, self.source, self.metrics):
             close = getattr(part, "close", None)
             if close:
                 close()
 
 
 def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source: PriceSource | None = None,
-              bus: UpdateBus | None = None, clock: Callable[[], datetime] = utcnow) -> Services:
-    """Build the services for this process; anything passed in replaces the real adapter. Connects lazily."""
+              bus: UpdateBus | None = None, clock: Callable[[], datetime] = utcnow,
+              metrics: Metrics | None = None) -> Services:
+    """Build the services for this process; anything passed in replaces the real adapter. Connects lazily. With
+    the real bus, metrics are counted in that Redis (unless `metrics` is given); with a bus passed in, nowhere."""
     if repo is None:
         repo = make_repository(settings)
     if source is None:
@@ -60,9 +65,13 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
             read_timeout=settings.upstream_read_timeout_seconds, clock=clock,
             max_response_bytes=settings.upstream_max_response_bytes,
         )
+    url = None
     if bus is None:
-        bus = broker.RedisUpdateBus(broker.redis_url(settings.redis_url, settings.data_dir))
-    return Services(settings, repo, source, bus, clock)
+        url = broker.redis_url(settings.redis_url, settings.data_dir)
+        bus = broker.RedisUpdateBus(url)
+    if metrics is None:
+        metrics = RedisMetrics(url) if url else NullMetrics()
+    return Services(settings, repo, source, bus, clock, metrics, url)
 
 
 def read_environment() -> Mapping[str, str]:
@@ -134,8 +143,10 @@ def configure_logging(settings: Settings, role: str = "web") -> None:
     root = logging.getLogger()
     if root.handlers:
         root.setLevel(settings.log_level)
+        logs.use(root, settings.log_format, role)
         return
     logging.basicConfig(level=settings.log_level, format=log_format(role))
+    logs.use(root, settings.log_format, role)  # LOG_FORMAT=json
 
 
 _announced: set[str] = set()

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from datetime import datetime, timedelta
 
 from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready
 
+from app import logs
 from app.bootstrap import Services, announce, bootstrap
 from app.domain.errors import AppError, UpstreamUnavailable
 from app.services.polling import (STARTUP_CLAIM, needs_startup_update, report_failure, retry_decision, run_deadline,
                                   run_update, scheduled_slot)
-from tasks.celery_app import celery, settings
+from tasks.celery_app import celery, process_role, settings
 
 log = logging.getLogger("tasks.store_crypto_stats")
 
@@ -54,7 +56,7 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
         report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
                             slot_ttl=2 * settings.update_interval,
                             fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), run_id=self.request.id,
-                            max_cooldown=settings.update_interval)
+                            max_cooldown=settings.update_interval, metrics=s.metrics)
     except (AppError, SoftTimeLimitExceeded) as caught:
         # A server that trickles bytes defeats per-read timeouts; the soft time limit ends such a run as a
         # transient failure, retried like any other.
@@ -63,7 +65,7 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
         now = s.clock()  # the attempt itself may have taken a while (timeouts, busy store)
         delay, reason = retry_decision(exc, attempt, now, deadline_at, max_delay=settings.max_retry_delay_seconds,
                                        base_seconds=settings.retry_base_seconds)
-        report_failure(s.bus, exc, s.clock, delay)
+        report_failure(s.bus, exc, s.clock, delay, s.metrics)
         if delay is None:
             log.error("update failed (%s): %s; next try at the scheduled run %s", reason, exc.message,
                       deadline_at.strftime("%H:%M UTC"))
@@ -115,6 +117,7 @@ def quieter_task_logs(logger=None, **_):
     # LOG_LEVEL, whatever --loglevel says (Celery's default is WARNING): one setting for every process.
     if logger is not None:
         logger.setLevel(settings.log_level)
+        logs.use(logger, settings.log_format, process_role(sys.argv))  # LOG_FORMAT=json
     # Our own lines say what a run did, when it retries and why; Celery's per-task "succeeded"/"retry" lines would
     # repeat them on every attempt.
     level = logging.getLevelName(settings.log_level)
@@ -125,6 +128,7 @@ def quieter_task_logs(logger=None, **_):
 def task_log_level(logger=None, **_):
     if logger is not None:
         logger.setLevel(settings.log_level)
+        logs.use(logger, settings.log_format, process_role(sys.argv))
 
 
 def _record_with_task_id(factory):

@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import cors, dashboard, errors, health, openapi, stats
+from app.api import cors, dashboard, errors, guard, health, metrics, openapi, stats
 from app.api.coins import bp as coins_bp
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
@@ -56,6 +56,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["view"] = view
     app.extensions["readiness"] = Readiness({"store": services.repo.ping, "redis": services.bus.ping})
     errors.register(app)
+    guard.enable(app, settings, services.redis_url)  # request ids, security headers, size limit, rate limit
+    app.extensions["metrics_collectors"] = metrics.collectors(services.redis_url)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
