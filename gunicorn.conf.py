@@ -3,13 +3,13 @@ before any worker forks, so a bad variable stops the web with one line naming it
 from app import logs, metrics
 from app.api import server
 from app.bootstrap import (announce, check_tracked_coins, configure_logging, load_settings, log_format, prepare,
-                           read_environment)
+                           prepare_web, read_environment)
 
 _settings = load_settings(read_environment())  # ./.env too; the real environment wins
 configure_logging(_settings, "web")  # until gunicorn applies logconfig_dict below, in the same format
 prepare(_settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
 check_tracked_coins(_settings)  # COINS and VS_CURRENCIES against CoinGecko's lists
-metrics.prepare_web_metrics(_settings.data_dir, _settings.port)  # PROMETHEUS_MULTIPROC_DIR, for every worker
+prepare_web(_settings)  # a fresh PROMETHEUS_MULTIPROC_DIR for this instance, inherited by every worker
 server.install()  # gunicorn's own 400/414/431 answers in the API's JSON shape (workers inherit it by fork)
 
 bind = _settings.bind

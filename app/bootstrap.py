@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from app import broker, logs
-from app.metrics import RedisMetrics
+from app.metrics import RedisMetrics, prepare_web_metrics
 from app.config import Settings
 from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
@@ -109,6 +109,16 @@ def prepare(settings: Settings) -> None:
     except AppError as exc:
         print(f"cannot start: {exc.message}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def prepare_web(settings: Settings) -> None:
+    """What the web's entry point does once, before it starts its processes: a fresh per-instance
+    PROMETHEUS_MULTIPROC_DIR (app/metrics.py), so /metrics sums all of them. On failure: one line, exit 2."""
+    try:
+        prepare_web_metrics(settings.data_dir, settings.port)
+    except OSError as exc:
+        print(f"configuration error: PROMETHEUS_MULTIPROC_DIR: cannot use it: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def log_format(role: str) -> str:
