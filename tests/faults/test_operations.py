@@ -197,3 +197,22 @@ def test_no_secret_in_any_log_line_or_answer(make_platform, short_tmp, figures):
     finally:
         redis_proc.kill()
         redis_proc.wait()
+
+
+def test_metrics_sum_every_web_process_of_the_instance(make_platform, figures):
+    """WEB_CONCURRENCY=2: whichever web process answers the scrape, it counts the requests of both"""
+    platform = make_platform(WEB_CONCURRENCY="2", LOG_FORMAT="json")
+    platform.web()
+    web_up(platform)
+    wait_until(lambda: platform.procs[0].output.count("Booting worker") >= 2, 30, what="two web processes")
+    before = sample(scrape(platform), "cryptostats_http_requests_total", route="/healthz", method="GET",
+                    status="200")
+    for _ in range(20):  # new connections each: gunicorn hands them to either process
+        figures.answered(requests.get(f"http://127.0.0.1:{platform.port}/healthz", timeout=10).status_code)
+    for _ in range(6):
+        counted = sample(scrape(platform), "cryptostats_http_requests_total", route="/healthz", method="GET",
+                         status="200")
+        assert counted - before == 20
+    # LOG_FORMAT=json reaches gunicorn's own lines too.
+    lines = [line for line in platform.procs[0].output.splitlines() if line.strip()]
+    assert lines and all(json.loads(line)["process"] == "web" for line in lines), lines[:3]
