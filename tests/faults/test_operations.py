@@ -123,6 +123,10 @@ def test_two_web_instances_share_one_rate_limit(make_platform, figures):
     assert 0 < int(over.headers["Retry-After"]) <= 3600
     assert 0 < int(over.headers["RateLimit-Reset"]) <= 3601  # the window's end, rounded up to a second
     assert "Retry-After" not in answers[0].headers  # a 200 carries no Retry-After
+    for response in answers:  # over real HTTP too: the security headers, and no server version
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Content-Security-Policy" in response.headers and "Referrer-Policy" in response.headers
+        assert not any(c.isdigit() for c in response.headers.get("Server", "")), response.headers["Server"]
     # Probes and scrapes are never limited.
     for path in ("/healthz", "/readyz", "/metrics"):
         response = requests.get(f"http://127.0.0.1:{port_b}{path}", timeout=10)
