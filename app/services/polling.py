@@ -78,7 +78,9 @@ def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoin
         raise error
     new = repo.add_batch(observations)
     observed = max(o.observed_at for o in observations)
-    metrics.records_stored(new, [(o.coin, o.vs_currency, o.observed_at) for o in observations], clock())
+    public = {tracked.source_id(coin): coin for coin in tracked.public_ids}  # label as users ask: matic-network
+    metrics.records_stored(new, [(public.get(o.coin, o.coin), o.vs_currency, o.observed_at) for o in observations],
+                           clock())
     return UpdateReport(
         new_records=new,
         observations=len(observations),
