@@ -54,7 +54,7 @@ class Supervisor:
     """Runs web, worker and beat as child processes; restarts a child that dies; stops all on Ctrl-C/SIGTERM.
 
     Each child runs in its own session, so a terminal's Ctrl-C reaches only this supervisor, which then stops the
-    children in order (SIGTERM: gunicorn finishes requests, the worker finishes or requeues its run) and, if it
+    children in order (SIGTERM: the web finishes requests, the worker finishes or requeues its run) and, if it
     started the embedded Redis, stops that last.
     """
 
@@ -143,7 +143,7 @@ def run(settings: Settings) -> int:
     init_storage(settings)
     py = sys.executable
     commands = {
-        "web": [py, "-m", "gunicorn", "wsgi:app", "--config", str(ROOT / "gunicorn.conf.py")],
+        "web": [py, "-m", "app.api.server"],
         "worker": [py, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=2",
                    "--hostname", f"worker-{os.getpid()}@%h"],
         "beat": [py, "-m", "celery", "-A", "tasks", "beat", "--loglevel=INFO", "--pidfile="],

@@ -7,7 +7,7 @@ import threading
 
 from flask import Flask
 
-from app.api import errors, health, stats
+from app.api import errors, health, server, stats
 from app.api.coins import bp as coins_bp
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
     app.register_blueprint(coins_bp)
+    # Outermost first: the size limits for every request, then /stats and /deviation from prepared bytes.
+    app.wsgi_app = server.limit_request_size(stats.FastPath(app.wsgi_app, view))
 
     if background:
         stop = threading.Event()

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from app.domain import errors as domain_errors
 from app.domain.errors import AppError, BrokerUnavailable, NoData
@@ -15,6 +15,7 @@ from app.domain.stats import DEVIATION_WINDOW, population_std
 from app.ports import PriceRepository, UpdateBus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # What a client may read about a failed update: fixed text per known code. Event text is never repeated (anyone who
@@ -121,6 +122,8 @@ class StatsView:
         self._refresh_lock = threading.Lock()
         self._last_demand_refresh = float("-inf")
         self._failing: str | None = None  # the kind of refresh failure already logged in this outage
+        # (render, coin, vs) -> (the summary it was rendered from, the rendering): see rendered()
+        self._rendered: dict[tuple[Any, str, str], tuple[CoinSummary, Any]] = {}
 
     @property
     def loaded(self) -> bool:
@@ -186,6 +189,18 @@ class StatsView:
         if found is None:
             raise self._no_data(coin, vs)
         return found, self.freshness(found.latest)
+
+    def rendered(self, coin: str, vs_currency: str | None, render: Callable[[CoinSummary], T]) -> tuple[T, Freshness]:
+        """summary(), with the summary passed through `render` once per refresh rather than once per request (the
+        web keeps each answer's bytes ready). Raises as summary() does. Thread-safe: a rendering is reused only
+        while it was made from the very summary now served, so a refresh racing a request never serves old bytes.
+        """
+        summary, freshness = self.summary(coin, vs_currency)
+        key = (render, summary.latest.coin, summary.latest.vs_currency)
+        hit = self._rendered.get(key)
+        if hit is None or hit[0] is not summary:
+            hit = self._rendered[key] = (summary, render(summary))
+        return hit[1], freshness
 
     def freshness(self, observation: Observation) -> Freshness:
         """How old a record is, and whether that is stale (older than two update intervals)."""

@@ -77,7 +77,7 @@ def test_scheduled_trigger_reaches_the_web_through_crypto_update(env, fake_coing
                                             ("REDIS_URL", "redis://[x")])
 def test_bad_configuration_stops_the_web_and_worker_naming_the_variable(env, tmp_path, variable, value):
     bad = {**env, variable: value}
-    for name, args in (("web", [PY, "-m", "gunicorn", "wsgi:app"]),
+    for name, args in (("web", [PY, "-m", "app.api.server"]),
                        ("worker", [PY, "-m", "celery", "-A", "tasks", "worker"])):
         result = subprocess.run(args, env=bad, cwd=Path(__file__).parents[2], capture_output=True, text=True,
                                 timeout=60)
