@@ -37,8 +37,8 @@ def limit_request_size(wsgi_app):
         if len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) > LIMIT_REQUEST_LINE:
             return _refuse(start_response, "414 Request-URI Too Long", "request_uri_too_long",
                            "the request line is too long")
-        for name, value in environ.items():
-            if name[:5] == "HTTP_" and len(name) + len(value) > LIMIT_FIELD_SIZE:
+        for name, value in environ.items():  # every request passes here: the cheap tests first
+            if type(value) is str and len(value) + len(name) > LIMIT_FIELD_SIZE and name[:5] == "HTTP_":
                 return _refuse(start_response, "431 Request Header Fields Too Large",
                                "request_header_fields_too_large", "the request's header fields are too large")
         return wsgi_app(environ, start_response)
@@ -46,25 +46,31 @@ def limit_request_size(wsgi_app):
     return guarded
 
 
-def main() -> int:
-    """Check the configuration once, before any worker starts (a bad variable: one line naming it, exit 2), then
-    serve until SIGTERM/SIGINT, which lets in-flight requests finish."""
+def serve(settings, target: str = "wsgi:app") -> None:
+    """Serve the WSGI callable `target` ("module:attribute", imported in each worker process) as the Procfile's web
+    does, until SIGTERM/SIGINT, which lets in-flight requests finish (GRACEFUL_TIMEOUT_SECONDS at most)."""
     from granian import Granian
     from granian.constants import Interfaces
-    from granian.log import LogLevels
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
 
-    from app.bootstrap import load_settings, prepare
-
-    settings = load_settings(os.environ)
-    prepare(settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
     Granian(
-        "wsgi:app", address=settings.host, port=settings.port, interface=Interfaces.WSGI,
+        target, address=settings.host, port=settings.port, interface=Interfaces.WSGI,
         workers=settings.web_concurrency, blocking_threads=BLOCKING_THREADS, backlog=BACKLOG,
         backpressure=BACKPRESSURE, http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         log_level=LogLevels(settings.log_level.lower()), workers_kill_timeout=GRACEFUL_TIMEOUT_SECONDS,
         respawn_failed_workers=True,
     ).serve()
+
+
+def main() -> int:
+    """The Procfile's web: check the configuration once, before any worker starts (a bad variable: one line
+    naming it, exit 2), then serve `wsgi:app`."""
+    from app.bootstrap import load_settings, prepare
+
+    settings = load_settings(os.environ)
+    prepare(settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
+    serve(settings)
     return 0
 
 

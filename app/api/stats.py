@@ -58,9 +58,9 @@ def render_deviation(summary: CoinSummary) -> Prepared:
 
 def _answer(render):
     query = load_query(_QUERY, request.args)
-    prepared, freshness = current_app.extensions["view"].rendered(query["coin"], query["currency"], render)
+    prepared, stale = current_app.extensions["view"].rendered(query["coin"], query["currency"], render)
     return current_app.response_class(prepared.body, content_type="application/json",
-                                      headers=prepared.freshness_headers[freshness.stale])
+                                      headers=prepared.freshness_headers[stale])
 
 
 @bp.get("/stats")
@@ -97,10 +97,10 @@ class FastPath:
             plain = _PLAIN_QUERY.fullmatch(environ.get("QUERY_STRING", ""))
             if plain is not None:
                 try:
-                    prepared, freshness = self.view.rendered(plain[1].lower(), plain[2] and plain[2].lower(), render)
+                    prepared, stale = self.view.rendered(plain[1].lower(), plain[2] and plain[2].lower(), render)
                 except AppError:
                     pass  # unknown coin, no data...: Flask answers it in the one error shape
                 else:
-                    start_response("200 OK", prepared.wsgi_headers[freshness.stale])
+                    start_response("200 OK", prepared.wsgi_headers[stale])
                     return [prepared.body]
         return self.wsgi_app(environ, start_response)

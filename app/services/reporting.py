@@ -177,6 +177,10 @@ class StatsView:
 
         Raises UnknownCoin / UnknownCurrency, or NoData saying why nothing is there.
         """
+        found = self._find(coin, vs_currency)
+        return found, self.freshness(found.latest)
+
+    def _find(self, coin: str, vs_currency: str | None) -> CoinSummary:
         source_id = self.tracked.resolve(coin)
         vs = self.tracked.resolve_currency(vs_currency)
         found = self._summaries.get((source_id, vs))
@@ -188,19 +192,20 @@ class StatsView:
             found = self._summaries.get((source_id, vs))
         if found is None:
             raise self._no_data(coin, vs)
-        return found, self.freshness(found.latest)
+        return found
 
-    def rendered(self, coin: str, vs_currency: str | None, render: Callable[[CoinSummary], T]) -> tuple[T, Freshness]:
-        """summary(), with the summary passed through `render` once per refresh rather than once per request (the
-        web keeps each answer's bytes ready). Raises as summary() does. Thread-safe: a rendering is reused only
-        while it was made from the very summary now served, so a refresh racing a request never serves old bytes.
-        """
-        summary, freshness = self.summary(coin, vs_currency)
-        key = (render, summary.latest.coin, summary.latest.vs_currency)
+    def rendered(self, coin: str, vs_currency: str | None, render: Callable[[CoinSummary], T]) -> tuple[T, bool]:
+        """(`render`(the summary), whether it is stale), rendering once per refresh rather than once per request
+        (the web keeps each answer's bytes ready). Raises as summary() does. Thread-safe: a rendering is reused
+        only while it was made from the very summary now served, so a refresh racing a request never serves old
+        bytes."""
+        summary = self._find(coin, vs_currency)
+        latest = summary.latest
+        key = (render, latest.coin, latest.vs_currency)
         hit = self._rendered.get(key)
         if hit is None or hit[0] is not summary:
             hit = self._rendered[key] = (summary, render(summary))
-        return hit[1], freshness
+        return hit[1], self.clock() - latest.fetched_at > self.stale_after  # as freshness() tells it
 
     def freshness(self, observation: Observation) -> Freshness:
         """How old a record is, and whether that is stale (older than two update intervals)."""
