@@ -263,8 +263,12 @@ def held_streams(port: int, count: int, redis_url: str):
         sock.sendall(b"GET /bench/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
         socks.append(sock)
     for sock in socks:
-        if b": connected" not in sock.recv(65536):
-            raise SystemExit("a stream did not start")
+        data = b""
+        while b": connected" not in data:  # the head and the first chunk may come in separate reads
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit("a stream was closed before it started")
+            data += chunk
     try:
         yield socks
     finally:

@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
     app.register_blueprint(coins_bp)
-    # Outermost first: the size limits for every request, then /stats and /deviation from prepared bytes.
-    app.wsgi_app = server.limit_request_size(stats.FastPath(app.wsgi_app, view))
+    # Outermost first: a plain /stats or /deviation from prepared bytes (its request line is short by its pattern;
+    # its headers granian caps at 400 KB), then the size limits for every request Flask handles.
+    app.wsgi_app = stats.FastPath(server.limit_request_size(app.wsgi_app), view)
 
     if background:
         stop = threading.Event()
