@@ -352,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
                 slow = wrk(app_server, "/stats?coin=bitcoin", s)
             finally:
                 attackers.close()
-            held_ratios.append((held["rps"] / base["rps"], held["p99_ms"]))
-            slow_ratios.append((slow["rps"] / base["rps"], slow["p99_ms"]))
+            held_ratios.append((held["rps"] / base["rps"], held["p99_ms"], held["per_cpu_s"] / base["per_cpu_s"]))
+            slow_ratios.append((slow["rps"] / base["rps"], slow["p99_ms"], slow["per_cpu_s"] / base["per_cpu_s"]))
         for label, figures in ((f"{args.streams:,} held streams", held_ratios),
                                ("200 slow + 200 idle clients", slow_ratios)):
             print(f"/stats with {label}: {statistics.median(f[0] for f in figures):.2f} of its throughput without "
-                  f"(rounds: {', '.join(f'{f[0]:.2f}' for f in figures)}; p99 "
-                  f"{statistics.median(f[1] for f in figures):.2f} ms)")
+                  f"(rounds: {', '.join(f'{f[0]:.2f}' for f in figures)}; per CPU-s "
+                  f"{statistics.median(f[2] for f in figures):.2f}; p99 {statistics.median(f[1] for f in figures):.2f} ms)")
     finally:
         for server in servers:
             server.stop()
