@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn (`gunicorn wsgi:app`)."""
+"""WSGI entry point for the web server (`python -m app.api.server` serves `wsgi:app`)."""
 from app.api import create_app
 from app.bootstrap import read_environment
 

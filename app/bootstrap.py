@@ -127,8 +127,8 @@ def check_tracked_coins(settings: Settings) -> None:
 
 
 def configure_logging(settings: Settings, role: str = "web") -> None:
-    """LOG_LEVEL and the common format for a process without its own logging set-up (the web under gunicorn has
-    its handlers from gunicorn.conf.py already: then only the level is set). Every record is redacted: no secret,
+    """LOG_LEVEL and the common format for a process without its own logging set-up (where handlers exist already,
+    e.g. granian's from app/api/server.py: then only the level is set). Every record is redacted: no secret,
     host or path of the deployment in a log line."""
     install_log_redaction(settings)
     root = logging.getLogger()
@@ -143,7 +143,7 @@ _announced: set[str] = set()
 
 def announce(settings: Settings, role: str) -> None:
     """The start-up lines: chosen store and broker, and the coin aliases in effect. Once per process and role: the
-    gunicorn master announces the web, and the workers it forks inherit that they need not."""
+    web's server process announces the web, and the workers it forks inherit that they need not."""
     if role in _announced:
         return
     _announced.add(role)

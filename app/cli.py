@@ -61,7 +61,7 @@ class Supervisor:
     """Runs web, worker and beat as child processes; restarts a child that dies; stops all on Ctrl-C/SIGTERM.
 
     Each child runs in its own session, so a terminal's Ctrl-C reaches only this supervisor, which then stops the
-    children in order (SIGTERM: gunicorn finishes requests, the worker finishes or requeues its run) and, if it
+    children in order (SIGTERM: the web finishes requests, the worker finishes or requeues its run) and, if it
     started the embedded Redis, stops that last.
     """
 
@@ -302,7 +302,7 @@ def run(settings: Settings) -> int:
     # No --loglevel: every process takes LOG_LEVEL from the settings. --quiet: no banners, whose 40 lines would
     # scroll the URL away; the start-up lines say what they said that matters.
     commands = {
-        "web": [py, "-m", "gunicorn", "wsgi:app", "--config", str(ROOT / "gunicorn.conf.py")],
+        "web": [py, "-m", "app.api.server"],
         "worker": [py, "-m", "celery", "-A", "tasks", "--quiet", "worker", "--concurrency=2",
                    "--hostname", f"worker-{os.getpid()}@%h"],
         "beat": [py, "-m", "celery", "-A", "tasks", "--quiet", "beat", "--pidfile="],

@@ -29,7 +29,7 @@ class Settings:
 
     port: int = 8000  # PORT: TCP port of the web process
     host: str = "0.0.0.0"  # HOST: address the web process binds (0.0.0.0 = all interfaces, as PaaS need)
-    web_concurrency: int = 2  # WEB_CONCURRENCY: gunicorn worker processes (each with 8 threads)
+    web_concurrency: int = 2  # WEB_CONCURRENCY: web worker processes (granian; app/api/server.py)
     data_dir: Path = Path("data")  # DATA_DIR: SQLite database, embedded Redis and beat state live here
     redis_url: str | None = None  # REDIS_URL: external Redis (broker + pub/sub); None = embedded redis-server
     mongodb_uri: str | None = None  # MONGODB_URI: MongoDB store; None = SQLite under DATA_DIR

@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import cors, dashboard, errors, health, openapi, stats
+from app.api import cors, dashboard, errors, health, limits, openapi, stats
 from app.api.coins import bp as coins_bp
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(openapi.bp)
     cors.enable(app, settings.cors_origins)
+    # Outermost first: a plain /stats or /deviation from prepared bytes (its request line is short by its pattern;
+    # its headers granian caps at 400 KB), then the size limits for every request Flask handles
+    # (wrapping wsgi_app is Flask's documented way to add middleware).
+    app.wsgi_app = stats.FastPath(limits.limit_request_size(app.wsgi_app), view)  # type: ignore[method-assign]
 
     if background:
         stop = threading.Event()
