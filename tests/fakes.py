@@ -101,3 +101,11 @@ class FakeBus:
 
     def close(self) -> None:
         pass
+
+
+def run_update_with(source, repo, bus: FakeBus, tracked, clock, *, slot=None, run_id=None, **budget):
+    """`run_update` over fakes: FakeBus is both the bus and the claims (one in-process Redis); `budget` sets the
+    UpdateContext's claim lengths (slot_done_ttl, fetch_claim_ttl, max_cooldown)."""
+    from app.services.polling import UpdateContext, run_update
+
+    return run_update(UpdateContext(source, repo, bus, bus, tracked, clock, **budget), slot=slot, run_id=run_id)

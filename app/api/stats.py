@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from email.utils import format_datetime
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from app.api.schemas import CoinQuerySchema, load_query
 from app.services.reporting import Freshness
+from app.api import extensions
 
 bp = Blueprint("stats", __name__)
 _QUERY = CoinQuerySchema()
@@ -32,7 +33,7 @@ def _with_freshness(response, freshness: Freshness):
 @bp.get("/stats")
 def get_stats():
     query = load_query(_QUERY, request.args)
-    summary, freshness = current_app.extensions["view"].summary(query["coin"], query["currency"])
+    summary, freshness = extensions.view().summary(query["coin"], query["currency"])
     latest = summary.latest
     body = {"price": _number(latest.price), "marketCap": _number(latest.market_cap),
             "24hChange": _number(latest.change_24h)}
@@ -42,5 +43,5 @@ def get_stats():
 @bp.get("/deviation")
 def get_deviation():
     query = load_query(_QUERY, request.args)
-    summary, freshness = current_app.extensions["view"].summary(query["coin"], query["currency"])
+    summary, freshness = extensions.view().summary(query["coin"], query["currency"])
     return _with_freshness(jsonify({"deviation": _number(summary.deviation)}), freshness)
