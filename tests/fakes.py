@@ -1,4 +1,4 @@
-"""Hand-written fakes of the ports (no mocks): a price source, an update bus and a settable clock."""
+"""Hand-written fakes of the ports (no mocks): a price source, an update bus with claims and a settable clock."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -43,7 +43,8 @@ class FakePriceSource:
 
 
 class FakeBus:
-    """In-process UpdateBus: published events are kept in order; `down` makes every call fail like Redis would."""
+    """An in-process Redis, for both ports: the UpdateBus (published events are kept in order) and the Claims;
+    `down` makes every call fail like Redis would."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []

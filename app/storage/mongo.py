@@ -121,9 +121,6 @@ class MongoPriceRepository:
         """Create the unique key index if missing; a second call changes nothing (same name, same spec)."""
         self._run("create_index", lambda: self.collection.create_index(_KEY_FIELDS, unique=True, name=KEY_INDEX))
 
-    def index_names(self) -> list[str]:
-        return self._run("list_indexes", lambda: [ix["name"] for ix in self.collection.list_indexes()])
-
     def add_batch(self, observations: Sequence[Observation]) -> int:
         """Insert the records whose key is not stored yet, so a replay writes nothing and returns 0. Idempotent.
 

@@ -20,13 +20,14 @@ from celery import Celery
 from app import embedded_redis
 from app.bus import redis as bus
 from app.config import Settings
+from app.queue import QUEUE_NAME, TASK_NAME
 from tests.fake_coingecko import FakeCoinGecko
 from tests.procs import PY, ROOT, Proc, free_port, wait_until
 from tests.procs import web as web_proc
 from tests.procs import worker as worker_proc
 
-TASK = "tasks.store_crypto_stats"
-QUEUE = "cryptostats"
+TASK = TASK_NAME
+QUEUE = QUEUE_NAME
 # Every variable Settings reads, so nothing from the developer's shell leaks into the platform under test.
 PRODUCT_VARS = ("PORT", "HOST", "WEB_CONCURRENCY", "DATA_DIR", "REDIS_URL", "MONGODB_URI", "COINS", "VS_CURRENCIES",
                 "UPDATE_CRON", "COINGECKO_BASE_URL", "COINGECKO_API_KEY", "COINGECKO_API_PLAN",
