@@ -5,18 +5,20 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
-from app import broker
+from app import embedded_redis
+from app.bus.redis import RedisClaims, RedisUpdateBus
 from app.config import Settings
 from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
-from app.ports import PriceRepository, PriceSource, UpdateBus
+from app.ports import Claims, PriceRepository, PriceSource, UpdateBus
 from app.storage import make_repository
 from app.services.catalog import check_tracked
+from app.services.polling import UpdateContext
 from app.upstream.catalog import CachedCoinGeckoCatalog
 from app.upstream.coingecko import CoinGeckoClient
 
@@ -35,22 +37,34 @@ class Services:
     repo: PriceRepository
     source: PriceSource
     bus: UpdateBus
+    claims: Claims
     clock: Callable[[], datetime]
 
     @property
     def tracked(self) -> TrackedCoins:
         return self.settings.tracked
 
+    def update_context(self) -> UpdateContext:
+        """What `run_update` needs, with the claim lengths of this deployment's time budget."""
+        budget = self.settings.budget
+        return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked, self.clock,
+                             slot_done_ttl=budget.slot_done_ttl,
+                             fetch_claim_ttl=timedelta(seconds=budget.fetch_claim_seconds),
+                             max_cooldown=budget.max_cooldown)
+
     def close(self) -> None:
-        for part in (self.repo, self.bus, self.source):
+        for part in (self.repo, self.bus, self.claims, self.source):
             close = getattr(part, "close", None)
             if close:
                 close()
 
 
 def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source: PriceSource | None = None,
-              bus: UpdateBus | None = None, clock: Callable[[], datetime] = utcnow) -> Services:
-    """Build the services for this process; anything passed in replaces the real adapter. Connects lazily."""
+              bus: UpdateBus | None = None, claims: Claims | None = None,
+              clock: Callable[[], datetime] = utcnow) -> Services:
+    """Build the services for this process; anything passed in replaces the real adapter. Connects lazily (the
+    embedded redis-server is started here when no REDIS_URL is set and a Redis adapter is needed). A `bus` given
+    alone brings its claims: its own Redis, or itself when it implements Claims too (tests' in-process Redis)."""
     if repo is None:
         repo = make_repository(settings)
     if source is None:
@@ -60,9 +74,21 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
             read_timeout=settings.upstream_read_timeout_seconds, clock=clock,
             max_response_bytes=settings.upstream_max_response_bytes,
         )
-    if bus is None:
-        bus = broker.RedisUpdateBus(broker.redis_url(settings.redis_url, settings.data_dir))
-    return Services(settings, repo, source, bus, clock)
+    if claims is None and isinstance(bus, Claims):
+        claims = bus
+    elif claims is None and isinstance(bus, RedisUpdateBus):
+        claims = RedisClaims(bus.url)  # the same Redis
+    if bus is None or claims is None:
+        url = embedded_redis.redis_url(settings.redis_url, settings.data_dir)
+        bus = bus if bus is not None else RedisUpdateBus(url)
+        claims = claims if claims is not None else RedisClaims(url)
+    return Services(settings, repo, source, bus, claims, clock)
+
+
+def broker_url(settings: Settings) -> str:
+    """Celery's broker URL for this deployment, without connecting or starting anything: REDIS_URL, or the embedded
+    server's socket (which `prepare` starts when a worker or beat starts)."""
+    return embedded_redis.kombu_url(settings.redis_url or embedded_redis.embedded_url(settings.data_dir))
 
 
 def read_environment() -> Mapping[str, str]:
@@ -90,7 +116,7 @@ def prepare(settings: Settings) -> None:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not settings.redis_url:
-            broker.ensure_embedded_redis(settings.data_dir)
+            embedded_redis.ensure_embedded_redis(settings.data_dir)
     except OSError as exc:
         print(f"configuration error: DATA_DIR: cannot use {settings.data_dir}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -58,7 +58,7 @@ class _Broadcast:
     def _listen(self) -> None:
         import redis
 
-        from app.broker import embedded_url
+        from app.embedded_redis import embedded_url
 
         client = redis.Redis.from_url(os.environ.get("REDIS_URL") or embedded_url(Path(os.environ["DATA_DIR"])))
         pubsub = client.pubsub(ignore_subscribe_messages=True)

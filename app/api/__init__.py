@@ -1,9 +1,7 @@
 """The Flask app factory: routes over the in-memory StatsView, refreshed by a background subscriber thread."""
 from __future__ import annotations
 
-import atexit
 import os
-import threading
 
 from flask import Flask
 from werkzeug.exceptions import NotFound
@@ -11,9 +9,9 @@ from werkzeug.routing import RequestRedirect
 
 from app.api import cors, dashboard, errors, health, limits, openapi, stats
 from app.api.coins import bp as coins_bp
-from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
+from app.api.extensions import UpdateListener, init_state
+from app.bootstrap import Services, bootstrap, load_settings
 from app.config import Settings
-from app.services.reporting import Readiness, StatsView, keep_fresh
 
 
 class _Flask(Flask):
@@ -34,27 +32,23 @@ class _Flask(Flask):
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *,
                background: bool = True) -> Flask:
-    """Build the web app. Without arguments it reads the environment (exit 2 naming a bad variable).
+    """Build the web app: wiring only (logging and the start-up lines are the entry point's: wsgi.py,
+    app/api/server.py). Without arguments it reads the environment (exit 2 naming a bad variable).
 
-    With `background`, a daemon thread subscribes to `crypto-update` and keeps the view fresh; tests that drive
-    refreshes themselves pass False. Call this in each process after fork (gunicorn does, without --preload).
+    With `background`, the UpdateListener extension subscribes to `crypto-update` and keeps the view fresh; tests
+    that drive refreshes themselves pass False. Call this in each process (each granian worker imports wsgi.py).
     """
     if settings is None:
         settings = services.settings if services else load_settings(os.environ)
     if services is None:
-        configure_logging(settings)
-        announce(settings, "web")
         services = bootstrap(settings)
-    view = StatsView(services.repo, services.tracked, services.clock, stale_after=2 * settings.update_interval)
 
     app = _Flask(__name__, static_folder=None)  # no static files; nor a route that could redirect
     app.json.sort_keys = False  # keep the contract's key order: price, marketCap, 24hChange
     # `//stats` would be redirected to a Location built from the request's Host header, which a client (or a
     # proxy) chooses: no path of ours is spelled with "//", so it is simply not found.
     app.url_map.merge_slashes = False
-    app.extensions["services"] = services
-    app.extensions["view"] = view
-    app.extensions["readiness"] = Readiness({"store": services.repo.ping, "redis": services.bus.ping})
+    state = init_state(app, services)
     errors.register(app)
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
@@ -66,13 +60,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Outermost first: a plain /stats or /deviation from prepared bytes (its request line is short by its pattern;
     # its headers granian caps at 400 KB), then the size limits for every request Flask handles
     # (wrapping wsgi_app is Flask's documented way to add middleware).
-    app.wsgi_app = stats.FastPath(limits.limit_request_size(app.wsgi_app), view)  # type: ignore[method-assign]
+    app.wsgi_app = stats.FastPath(limits.limit_request_size(app.wsgi_app), state.view)  # type: ignore[method-assign]
 
     if background:
-        stop = threading.Event()
-        thread = threading.Thread(target=keep_fresh, name="crypto-update-listener", daemon=True,
-                                  args=(view, services.bus, settings.refresh_interval_seconds, stop))
-        thread.start()
-        app.extensions["listener_stop"] = stop
-        atexit.register(stop.set)
+        UpdateListener(app)
     return app

@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app.api import schemas
+from app.api import extensions
 
 bp = Blueprint("openapi", __name__)
 
@@ -124,7 +125,7 @@ def build_spec(app) -> dict:
         if path in present:
             spec.path(path=path, operations=copy.deepcopy(operations))  # apispec edits them
     document = spec.to_dict()
-    tracked = app.extensions["services"].tracked
+    tracked = extensions.services(app).tracked
     # The tracked coins and currencies are configuration: say which they are (other values answer 404 or 400).
     enums = {"coin": list(tracked.public_ids), "currency": list(tracked.vs_currencies)}
     for item in document["paths"].values():

@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, request
 from app.api.schemas import CoinQuerySchema, load_query
 from app.domain.errors import AppError
 from app.services.reporting import CoinSummary, StatsView
+from app.api import extensions
 
 bp = Blueprint("stats", __name__)
 _QUERY = CoinQuerySchema()
@@ -58,7 +59,7 @@ def render_deviation(summary: CoinSummary) -> Prepared:
 
 def _answer(render):
     query = load_query(_QUERY, request.args)
-    prepared, stale = current_app.extensions["view"].rendered(query["coin"], query["currency"], render)
+    prepared, stale = extensions.view().rendered(query["coin"], query["currency"], render)
     return current_app.response_class(prepared.body, content_type="application/json",
                                       headers=prepared.freshness_headers[stale])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.broker import stop_embedded_redis
+from app.embedded_redis import stop_embedded_redis
 from tests.procs import PY, Proc, free_port, wait_until
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from app.broker import embedded_url, ensure_embedded_redis, responds, stop_embedded_redis
+from app.embedded_redis import embedded_url, ensure_embedded_redis, responds, stop_embedded_redis
 from app.config import Settings
 from beat_schedule import TASK_NAME, build_schedule
 from tests.procs import PY, Proc, celery_call, free_port, wait_until, web, worker

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from app import broker
+from app.bus import redis as bus
 from app.domain.model import Observation
 from app.storage.sqlite import SqlitePriceRepository
 from tests.procs import wait_until
@@ -81,7 +81,7 @@ def test_forged_and_garbage_update_messages_are_ignored_and_never_shown(make_pla
     seed(platform, coins=())  # an empty store: every coin answers 503 no_data, the answer events explain
     client = platform.redis()
     # A forged last-event key, read by the web when it subscribes.
-    client.set(broker.KEY_PREFIX + "last-event", json.dumps({"event": "stored", "rejected": FORGED_TEXT}))
+    client.set(bus.KEY_PREFIX + "last-event", json.dumps({"event": "stored", "rejected": FORGED_TEXT}))
     figures.faults += 1
     start_web(platform)
 
@@ -99,13 +99,13 @@ def test_forged_and_garbage_update_messages_are_ignored_and_never_shown(make_pla
 
     assert "first update is pending" in no_data(get("/stats?coin=bitcoin"))
     for payload in GARBAGE:
-        client.publish(broker.CHANNEL, json.dumps(payload))
-    client.set(broker.KEY_PREFIX + "last-event", b"\xff\xfe not even text")
+        client.publish(bus.CHANNEL, json.dumps(payload))
+    client.set(bus.KEY_PREFIX + "last-event", b"\xff\xfe not even text")
     for i in range(FLOOD):
-        client.publish(broker.CHANNEL, b"not json %d" % i)
+        client.publish(bus.CHANNEL, b"not json %d" % i)
     # A well-formed but forged failure, its message the attacker's: only its known code is shown. Messages are
     # handled in order, so once it shows, every message before it was handled.
-    client.publish(broker.CHANNEL, json.dumps({"event": "failed", "error": {"code": "upstream_unreachable",
+    client.publish(bus.CHANNEL, json.dumps({"event": "failed", "error": {"code": "upstream_unreachable",
                                                                             "message": FORGED_TEXT}}))
     figures.faults += len(GARBAGE) + 1 + FLOOD + 1
     wait_until(lambda: "CoinGecko unreachable" in no_data(get("/stats?coin=bitcoin", counted=False)), 60,
