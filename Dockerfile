@@ -18,7 +18,7 @@ RUN groupadd --system --gid 10001 cryptostats \
     && chown cryptostats:cryptostats /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=root:root Procfile wsgi.py gunicorn.conf.py beat_schedule.py ./
+COPY --chown=root:root Procfile wsgi.py beat_schedule.py ./
 COPY --chown=root:root app ./app
 COPY --chown=root:root tasks ./tasks
 COPY --chown=root:root deploy/run-process ./deploy/run-process

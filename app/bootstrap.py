@@ -5,19 +5,21 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
-from app import broker, logs
-from app.metrics import RedisMetrics, prepare_web_metrics
+from app import embedded_redis, logs
+from app.bus.redis import RedisClaims, RedisUpdateBus
 from app.config import Settings
 from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
-from app.ports import Metrics, NullMetrics, PriceRepository, PriceSource, UpdateBus
+from app.metrics import RedisMetrics, prepare_web_metrics
+from app.ports import Claims, Metrics, NullMetrics, PriceRepository, PriceSource, UpdateBus
 from app.storage import make_repository
 from app.services.catalog import check_tracked
+from app.services.polling import UpdateContext
 from app.upstream.catalog import CachedCoinGeckoCatalog
 from app.upstream.coingecko import CoinGeckoClient
 
@@ -36,6 +38,7 @@ class Services:
     repo: PriceRepository
     source: PriceSource
     bus: UpdateBus
+    claims: Claims
     clock: Callable[[], datetime]
     metrics: Metrics = field(default_factory=NullMetrics)  # what runs report for GET /metrics (app/metrics.py)
     redis_url: str | None = None  # the real Redis this process uses (rate-limit counters, metrics); None in tests
@@ -44,18 +47,28 @@ class Services:
     def tracked(self) -> TrackedCoins:
         return self.settings.tracked
 
+    def update_context(self) -> UpdateContext:
+        """What `run_update` needs, with the claim lengths of this deployment's time budget."""
+        budget = self.settings.budget
+        return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked, self.clock,
+                             slot_done_ttl=budget.slot_done_ttl,
+                             fetch_claim_ttl=timedelta(seconds=budget.fetch_claim_seconds),
+                             max_cooldown=budget.max_cooldown, metrics=self.metrics)
+
     def close(self) -> None:
-        for part in (self.repo, self.bus, self.source, self.metrics):
+        for part in (self.repo, self.bus, self.claims, self.source, self.metrics):
             close = getattr(part, "close", None)
             if close:
                 close()
 
 
 def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source: PriceSource | None = None,
-              bus: UpdateBus | None = None, clock: Callable[[], datetime] = utcnow,
-              metrics: Metrics | None = None) -> Services:
-    """Build the services for this process; anything passed in replaces the real adapter. Connects lazily. With
-    the real bus, metrics are counted in that Redis (unless `metrics` is given); with a bus passed in, nowhere."""
+              bus: UpdateBus | None = None, claims: Claims | None = None,
+              clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None) -> Services:
+    """Build the services for this process; anything passed in replaces the real adapter. Connects lazily (the
+    embedded redis-server is started here when no REDIS_URL is set and a Redis adapter is needed). A `bus` given
+    alone brings its claims: its own Redis, or itself when it implements Claims too (tests' in-process Redis).
+    With the real bus, metrics are counted in its Redis (app/metrics.py) unless `metrics` is given; else nowhere."""
     if repo is None:
         repo = make_repository(settings)
     if source is None:
@@ -65,13 +78,25 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
             read_timeout=settings.upstream_read_timeout_seconds, clock=clock,
             max_response_bytes=settings.upstream_max_response_bytes,
         )
-    url = None
-    if bus is None:
-        url = broker.redis_url(settings.redis_url, settings.data_dir)
-        bus = broker.RedisUpdateBus(url)
+    if claims is None and isinstance(bus, Claims):
+        claims = bus
+    elif claims is None and isinstance(bus, RedisUpdateBus):
+        claims = RedisClaims(bus.url)  # the same Redis
+    redis_url = None
+    if bus is None or claims is None:
+        url = embedded_redis.redis_url(settings.redis_url, settings.data_dir)
+        redis_url = url if bus is None else None
+        bus = bus if bus is not None else RedisUpdateBus(url)
+        claims = claims if claims is not None else RedisClaims(url)
     if metrics is None:
-        metrics = RedisMetrics(url) if url else NullMetrics()
-    return Services(settings, repo, source, bus, clock, metrics, url)
+        metrics = RedisMetrics(redis_url) if redis_url else NullMetrics()
+    return Services(settings, repo, source, bus, claims, clock, metrics, redis_url)
+
+
+def broker_url(settings: Settings) -> str:
+    """Celery's broker URL for this deployment, without connecting or starting anything: REDIS_URL, or the embedded
+    server's socket (which `prepare` starts when a worker or beat starts)."""
+    return embedded_redis.kombu_url(settings.redis_url or embedded_redis.embedded_url(settings.data_dir))
 
 
 def read_environment() -> Mapping[str, str]:
@@ -99,7 +124,7 @@ def prepare(settings: Settings) -> None:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not settings.redis_url:
-            broker.ensure_embedded_redis(settings.data_dir)
+            embedded_redis.ensure_embedded_redis(settings.data_dir)
     except OSError as exc:
         print(f"configuration error: DATA_DIR: cannot use {settings.data_dir}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -109,6 +134,22 @@ def prepare(settings: Settings) -> None:
     except AppError as exc:
         print(f"cannot start: {exc.message}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+RATE_LIMIT_REDIS_TIMEOUT_SECONDS = 0.5  # a rate-limit check must not hold a request long when Redis hangs
+
+
+def rate_limit_storage(services: Services) -> tuple[str, dict]:
+    """(flask-limiter storage URI, its options) for the web's rate-limit counters: the platform's Redis (its URL as
+    redis-py reads it, unix sockets and passwords included) so every web process shares them; this process's memory
+    when the services run without a real Redis (tests)."""
+    if not services.redis_url:
+        return "memory://", {}
+    import redis
+
+    pool = redis.ConnectionPool.from_url(services.redis_url, socket_timeout=RATE_LIMIT_REDIS_TIMEOUT_SECONDS,
+                                         socket_connect_timeout=RATE_LIMIT_REDIS_TIMEOUT_SECONDS)
+    return "redis://", {"connection_pool": pool}
 
 
 def prepare_web(settings: Settings) -> None:
@@ -146,8 +187,8 @@ def check_tracked_coins(settings: Settings) -> None:
 
 
 def configure_logging(settings: Settings, role: str = "web") -> None:
-    """LOG_LEVEL and the common format for a process without its own logging set-up (the web under gunicorn has
-    its handlers from gunicorn.conf.py already: then only the level is set). Every record is redacted: no secret,
+    """LOG_LEVEL and the common format for a process without its own logging set-up (where handlers exist already,
+    e.g. granian's from app/api/server.py: then only the level is set). Every record is redacted: no secret,
     host or path of the deployment in a log line."""
     install_log_redaction(settings)
     root = logging.getLogger()
@@ -164,7 +205,7 @@ _announced: set[str] = set()
 
 def announce(settings: Settings, role: str) -> None:
     """The start-up lines: chosen store and broker, and the coin aliases in effect. Once per process and role: the
-    gunicorn master announces the web, and the workers it forks inherit that they need not."""
+    web's server process announces the web, and the workers it forks inherit that they need not."""
     if role in _announced:
         return
     _announced.add(role)

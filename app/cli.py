@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable
 
-from app import broker
+from app import embedded_redis
+from app.bus.redis import RedisClaims, RedisUpdateBus
 from app.bootstrap import (announce, bootstrap, check_tracked_coins, configure_logging, load_settings, prepare,
                            read_environment, utcnow)
 from app.config import Settings
@@ -49,7 +50,7 @@ def poll_once(settings: Settings) -> int:
     services = bootstrap(settings)
     try:
         services.repo.ensure_schema()
-        report = run_update(services.source, services.repo, services.bus, services.tracked, services.clock)
+        report = run_update(services.update_context())
     except AppError as exc:
         log.error("update failed: %s", exc.message)
         return 1
@@ -61,7 +62,7 @@ class Supervisor:
     """Runs web, worker and beat as child processes; restarts a child that dies; stops all on Ctrl-C/SIGTERM.
 
     Each child runs in its own session, so a terminal's Ctrl-C reaches only this supervisor, which then stops the
-    children in order (SIGTERM: gunicorn finishes requests, the worker finishes or requeues its run) and, if it
+    children in order (SIGTERM: the web finishes requests, the worker finishes or requeues its run) and, if it
     started the embedded Redis, stops that last.
     """
 
@@ -142,29 +143,29 @@ class EmbeddedRedis:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = broker.embedded_url(settings.data_dir)
+        self.url = embedded_redis.embedded_url(settings.data_dir)
         self.started = False
 
     def ensure(self) -> None:
         """Start it unless it answers already (then another process of this DATA_DIR started it, and owns it)."""
-        if not broker.responds(self.url):
+        if not embedded_redis.responds(self.url):
             self.started = True
         prepare(self.settings)
 
     def keep(self) -> None:
         """Restart it if it stopped (its data survives in DATA_DIR); workers and web reconnect."""
-        if broker.responds(self.url):
+        if embedded_redis.responds(self.url):
             return
         log.warning("the embedded Redis stopped answering; starting it again")
         try:
-            broker.ensure_embedded_redis(self.settings.data_dir)
+            embedded_redis.ensure_embedded_redis(self.settings.data_dir)
             self.started = True
         except Exception as exc:  # noqa: BLE001  the supervisor must keep supervising; it tries again in 5 s
             log.error("cannot restart the embedded Redis: %s", getattr(exc, "message", exc))
 
     def stop_if_ours(self) -> None:
         if self.started:
-            broker.stop_embedded_redis(self.settings.data_dir)
+            embedded_redis.stop_embedded_redis(self.settings.data_dir)
             log.info("embedded Redis stopped")
         else:
             log.info("the embedded Redis was running before `make run` started; it is left running "
@@ -225,7 +226,7 @@ class StartedCheck:
 
     def __init__(self, health_url: str, redis_url: str, patience: float = 20.0) -> None:
         self.health_url = health_url
-        self.bus = broker.RedisUpdateBus(redis_url)
+        self.bus = RedisUpdateBus(redis_url)
         self.started_at = utcnow()
         self.deadline = time.monotonic() + patience
 
@@ -253,13 +254,13 @@ def _forget_dead_runs(settings: Settings, redis_url: str) -> None:
     """A previous, stopped run may have left claims that would hold this fresh start's first update back."""
     from app.services.polling import forget_dead_runs
 
-    bus = broker.RedisUpdateBus(redis_url)
+    claims = RedisClaims(redis_url)
     try:
-        forget_dead_runs(bus, settings.schedule, utcnow())
+        forget_dead_runs(claims, settings.schedule, utcnow())
     except AppError as exc:
         log.warning("could not clear what a previous run left in Redis: %s", exc.message)
     finally:
-        bus.close()
+        claims.close()
 
 
 def port_in_use(settings: Settings) -> bool:
@@ -297,12 +298,12 @@ def run(settings: Settings) -> int:
     check_tracked_coins(settings)  # fetched once here; the children find CoinGecko's lists cached in DATA_DIR
     announce(settings, "supervisor")
     init_storage(settings)
-    _forget_dead_runs(settings, settings.redis_url or broker.embedded_url(settings.data_dir))
+    _forget_dead_runs(settings, settings.redis_url or embedded_redis.embedded_url(settings.data_dir))
     py = sys.executable
     # No --loglevel: every process takes LOG_LEVEL from the settings. --quiet: no banners, whose 40 lines would
     # scroll the URL away; the start-up lines say what they said that matters.
     commands = {
-        "web": [py, "-m", "gunicorn", "wsgi:app", "--config", str(ROOT / "gunicorn.conf.py")],
+        "web": [py, "-m", "app.api.server"],
         "worker": [py, "-m", "celery", "-A", "tasks", "--quiet", "worker", "--concurrency=2",
                    "--hostname", f"worker-{os.getpid()}@%h"],
         "beat": [py, "-m", "celery", "-A", "tasks", "--quiet", "beat", "--pidfile="],
@@ -313,7 +314,7 @@ def run(settings: Settings) -> int:
     def print_url() -> None:  # last, once the web answers, so it does not scroll away
         print(f"\nCrypto Stats Platform: {base}/stats?coin=bitcoin  (Ctrl-C stops it)\n", flush=True)
 
-    started = StartedCheck(f"{base}/healthz", settings.redis_url or broker.embedded_url(settings.data_dir))
+    started = StartedCheck(f"{base}/healthz", settings.redis_url or embedded_redis.embedded_url(settings.data_dir))
     supervisor = Supervisor(commands, dict(os.environ), watchdog=redis.keep if redis else None,
                             ready=started, on_ready=print_url)
     try:
@@ -340,8 +341,8 @@ def stop(settings: Settings) -> int:
     if settings.redis_url:
         print("REDIS_URL is set: there is no embedded Redis to stop")
         return 0
-    if broker.responds(broker.embedded_url(settings.data_dir)):
-        broker.stop_embedded_redis(settings.data_dir)
+    if embedded_redis.responds(embedded_redis.embedded_url(settings.data_dir)):
+        embedded_redis.stop_embedded_redis(settings.data_dir)
         print(f"stopped the embedded Redis of DATA_DIR {settings.data_dir}")
     else:
         print(f"no embedded Redis runs on DATA_DIR {settings.data_dir}")

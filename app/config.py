@@ -10,6 +10,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from app.cron import parse_cron
+from app.domain.budget import TimeBudget
 from app.domain.errors import ConfigError
 from app.domain.model import TrackedCoins
 from app.domain.schedule import CronSchedule
@@ -29,7 +30,7 @@ class Settings:
 
     port: int = 8000  # PORT: TCP port of the web process
     host: str = "0.0.0.0"  # HOST: address the web process binds (0.0.0.0 = all interfaces, as PaaS need)
-    web_concurrency: int = 2  # WEB_CONCURRENCY: gunicorn worker processes (each with 8 threads)
+    web_concurrency: int = 2  # WEB_CONCURRENCY: web worker processes (granian; app/api/server.py)
     data_dir: Path = Path("data")  # DATA_DIR: SQLite database, embedded Redis and beat state live here
     redis_url: str | None = None  # REDIS_URL: external Redis (broker + pub/sub); None = embedded redis-server
     mongodb_uri: str | None = None  # MONGODB_URI: MongoDB store; None = SQLite under DATA_DIR
@@ -124,32 +125,11 @@ class Settings:
         """The shortest gap between two scheduled updates (15 minutes by default)."""
         return self.schedule.shortest_interval()
 
-    @property
-    def visibility_timeout(self) -> float:
-        """Seconds before Redis redelivers a run whose worker died without acknowledging it."""
-        if self.broker_visibility_timeout_seconds is not None:
-            return self.broker_visibility_timeout_seconds
-        return max(60.0, self.update_interval.total_seconds() / 2)
-
-    @property
-    def attempt_seconds(self) -> float:
-        """The longest one run attempt takes: CoinGecko's connect and read timeouts, the store's busy timeout."""
-        return self.upstream_connect_timeout_seconds + self.upstream_read_timeout_seconds + 15
-
-    @property
-    def max_retry_delay_seconds(self) -> float:
-        """The longest retry countdown. A worker holds a countdown message unacknowledged, so countdown plus the
-        attempt should fit in the visibility timeout, or Redis hands the message to another worker too (one extra,
-        idempotent run). With a very short timeout, half of it still allows retries rather than none."""
-        run_limit = self.attempt_seconds + 10  # the task's soft time limit
-        return max(self.visibility_timeout / 2, self.visibility_timeout - run_limit)
-
-    @property
-    def fetch_claim_seconds(self) -> float:
-        """How long a scheduled run keeps its slot to itself while it fetches: one attempt (connect + read timeouts
-        and the store's busy timeout), capped at half the visibility timeout. The claim belongs to the run's task id,
-        so its own retry or redelivery goes ahead; a twin trigger is skipped while it lasts."""
-        return max(1.0, min(self.attempt_seconds, self.visibility_timeout / 2))
+    @cached_property
+    def budget(self) -> TimeBudget:
+        """Every duration of a run that must agree with the others (app/domain/budget.py)."""
+        return TimeBudget.derive(self.update_interval, self.upstream_connect_timeout_seconds,
+                                 self.upstream_read_timeout_seconds, self.broker_visibility_timeout_seconds)
 
     @property
     def tracked(self) -> TrackedCoins:

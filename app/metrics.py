@@ -184,6 +184,7 @@ def render(collectors: Sequence[Any]) -> tuple[bytes, str]:
     metrics = web_metrics()
     registry = CollectorRegistry()
     if metrics.multiprocess:
+        _forget_dead_processes()
         MultiProcessCollector(registry)
     else:
         for metric in (metrics.requests, metrics.latency, metrics.sse_clients):
@@ -206,9 +207,23 @@ def prepare_web_metrics(data_dir: Path, port: int) -> Path:
     return path
 
 
-def web_process_exited(pid: int) -> None:
-    """For the web server's "child exited" hook: its live gauges (SSE clients) stop counting."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+def _forget_dead_processes() -> None:
+    """Live gauges (SSE clients) of web processes that have ended stop counting. Done at scrape time rather than in
+    a server hook, since granian has none for a worker's exit (it respawns failed workers)."""
+    from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,9 +1,9 @@
-"""The ports (Protocols) that services depend on; adapters in storage/, upstream/ and broker.py implement them."""
+"""The ports (Protocols) that services depend on; adapters in storage/, upstream/ and bus/ implement them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from app.domain.history import OhlcBucket
 from app.domain.model import Observation
@@ -61,7 +61,7 @@ class CatalogSource(Protocol):
 
 
 class UpdateBus(Protocol):
-    """Redis pub/sub and small shared state between the worker and the web."""
+    """Publish/subscribe between the worker and the web (Redis's `crypto-update` channel)."""
 
     def publish(self, event: dict[str, Any]) -> None:
         """Send an event on the `crypto-update` channel and remember it as the last one. Raises BrokerUnavailable."""
@@ -72,6 +72,18 @@ class UpdateBus(Protocol):
     def next_event(self, timeout: float) -> dict[str, Any] | None:
         """Wait up to `timeout` s for an event. Returns {"event": "resubscribed"} after (re)subscribing, since events
         may have been missed. Raises BrokerUnavailable when Redis is down (the next call tries again)."""
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailable if Redis cannot be reached."""
+
+    def close(self) -> None:
+        """Close connections."""
+
+
+@runtime_checkable
+class Claims(Protocol):
+    """Small shared state with a time to live, between every worker and run: claims (a slot being fetched or
+    stored), locks and cooldowns (a 429's Retry-After). Every method raises BrokerUnavailable when Redis is down."""
 
     def claim(self, key: str, ttl_seconds: int, owner: str | None = None) -> bool:
         """Set a marker unless it exists (SET NX EX). True when this call set it, or when `owner` is given and
@@ -85,12 +97,6 @@ class UpdateBus(Protocol):
 
     def release(self, key: str) -> None:
         """Remove a marker, whoever set it (no-op when it is not set)."""
-
-    def ping(self) -> None:
-        """Raise BrokerUnavailable if Redis cannot be reached."""
-
-    def close(self) -> None:
-        """Close connections."""
 
 
 class Metrics(Protocol):

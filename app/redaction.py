@@ -13,6 +13,8 @@ from typing import Callable, Iterable
 from app.config import PUBLIC_BASE_URL, PRO_BASE_URL, Settings
 
 _MIN_LENGTH = 3  # shorter values ("a", "db") would mangle ordinary words; no real secret or host is that short
+# The machine's own names tell nothing about a deployment, and are every client's address in a local access log.
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
 
 
 def _authority(url: str) -> tuple[list[str], list[str]]:
@@ -46,7 +48,7 @@ def replacements(settings: Settings) -> list[tuple[str, str]]:
             continue
         users, hosts = _authority(url)
         pairs += [(u, "***") for u in users]
-        pairs += [(h, f"<{name} host>") for h in hosts]
+        pairs += [(h, f"<{name} host>") for h in hosts if h not in _LOOPBACK]
         if url.startswith("unix://"):
             pairs.append((url[len("unix://"):].split("?", 1)[0], f"<{name} socket>"))
     pairs.append((str(settings.data_dir.resolve()), "<DATA_DIR>"))

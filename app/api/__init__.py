@@ -1,19 +1,17 @@
 """The Flask app factory: routes over the in-memory StatsView, refreshed by a background subscriber thread."""
 from __future__ import annotations
 
-import atexit
 import os
-import threading
 
 from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import cors, dashboard, errors, guard, health, metrics, openapi, stats
+from app.api import cors, dashboard, errors, guard, health, limits, metrics, openapi, stats
 from app.api.coins import bp as coins_bp
-from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
+from app.api.extensions import UpdateListener, init_state
+from app.bootstrap import Services, bootstrap, load_settings, rate_limit_storage
 from app.config import Settings
-from app.services.reporting import Readiness, StatsView, keep_fresh
 
 
 class _Flask(Flask):
@@ -34,31 +32,27 @@ class _Flask(Flask):
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *,
                background: bool = True) -> Flask:
-    """Build the web app. Without arguments it reads the environment (exit 2 naming a bad variable).
+    """Build the web app: wiring only (logging and the start-up lines are the entry point's: wsgi.py,
+    app/api/server.py). Without arguments it reads the environment (exit 2 naming a bad variable).
 
-    With `background`, a daemon thread subscribes to `crypto-update` and keeps the view fresh; tests that drive
-    refreshes themselves pass False. Call this in each process after fork (gunicorn does, without --preload).
+    With `background`, the UpdateListener extension subscribes to `crypto-update` and keeps the view fresh; tests
+    that drive refreshes themselves pass False. Call this in each process (each granian worker imports wsgi.py).
     """
     if settings is None:
         settings = services.settings if services else load_settings(os.environ)
     if services is None:
-        configure_logging(settings)
-        announce(settings, "web")
         services = bootstrap(settings)
-    view = StatsView(services.repo, services.tracked, services.clock, stale_after=2 * settings.update_interval)
 
     app = _Flask(__name__, static_folder=None)  # no static files; nor a route that could redirect
     app.json.sort_keys = False  # keep the contract's key order: price, marketCap, 24hChange
     # `//stats` would be redirected to a Location built from the request's Host header, which a client (or a
     # proxy) chooses: no path of ours is spelled with "//", so it is simply not found.
     app.url_map.merge_slashes = False
-    app.extensions["services"] = services
-    app.extensions["view"] = view
-    app.extensions["readiness"] = Readiness({"store": services.repo.ping, "redis": services.bus.ping})
+    state = init_state(app, services)
     errors.register(app)
-    guard.enable(app, settings, services.redis_url)  # request ids, security headers, size limit, rate limit
-    app.extensions["metrics_collectors"] = metrics.collectors(services.redis_url)
-    app.register_blueprint(metrics.bp)
+    # Request ids, security headers, body size, request metrics, the rate limit.
+    limiter = guard.enable(app, settings, rate_limit_storage(services))
+    metrics.init_app(app, services.redis_url)
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
@@ -66,12 +60,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(openapi.bp)
     cors.enable(app, settings.cors_origins)
+    # Outermost first: a plain /stats or /deviation from prepared bytes (its request line is short by its pattern;
+    # its headers granian caps at 400 KB), then the size limits for every request Flask handles
+    # (wrapping wsgi_app is Flask's documented way to add middleware).
+    # The fast path checks the rate limit, counts the request and sets its id too (guard.FastPathGuard).
+    app.wsgi_app = stats.FastPath(limits.limit_request_size(app.wsgi_app), state.view,  # type: ignore[method-assign]
+                                  guard=guard.FastPathGuard(limiter, settings))
 
     if background:
-        stop = threading.Event()
-        thread = threading.Thread(target=keep_fresh, name="crypto-update-listener", daemon=True,
-                                  args=(view, services.bus, settings.refresh_interval_seconds, stop))
-        thread.start()
-        app.extensions["listener_stop"] = stop
-        atexit.register(stop.set)
+        UpdateListener(app)
     return app

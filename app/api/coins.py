@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from app.domain.errors import InvalidQuery, NoData
 from app.domain.history import BUCKET_FIELDS
 from app.services.history import coin_history, coin_statistics
+from app.api import extensions
 
 bp = Blueprint("coins", __name__, url_prefix="/api/v1/coins")
 FORMATS = ("json", "csv")
@@ -52,7 +53,7 @@ def _iso(value):
 def list_coins():
     """Every tracked coin's latest figures from the in-memory view (what the dashboard's table shows). Minimal: the
     fields of the stream's events; a coin without data yet has nulls and `error` saying why."""
-    view = current_app.extensions["view"]
+    view = extensions.view()
     allowed = view.tracked.vs_currencies
     currency = (_arg("currency") or allowed[0]).strip().lower()
     if currency not in allowed:  # a bad parameter (400), as the other Data API v1 routes say it
@@ -77,7 +78,7 @@ def list_coins():
 
 @bp.get("/<coin>/history")
 def get_history(coin: str):
-    services = current_app.extensions["services"]
+    services = extensions.services()
     as_csv = _wants_csv()
     history = coin_history(services.repo, services.tracked, coin, now=services.clock(), start=_arg("from"),
                            end=_arg("to"), interval=_arg("interval"), currency=_arg("currency"))
@@ -86,7 +87,7 @@ def get_history(coin: str):
 
 @bp.get("/<coin>/stats")
 def get_stats(coin: str):
-    services = current_app.extensions["services"]
+    services = extensions.services()
     return jsonify(coin_statistics(services.repo, services.tracked, coin, now=services.clock(),
                                    window=_arg("window"), estimator=_arg("estimator"), on=_arg("on"),
                                    currency=_arg("currency")))

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import time
 import uuid
 
-import redis
 from flask import Flask, g, request
 from flask_limiter import HeaderNames, Limiter
+from limits import parse as parse_limit
 
 from app import logs
 from app.api.dashboard import CONTENT_SECURITY_POLICY as PAGE_POLICY
+from app.api.stats import PROBE
 from app.metrics import observe_request
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Never limited: probes and scrapes come often from one address (a load balancer, Prometheus).
 UNLIMITED_BLUEPRINTS = ("health", "metrics")
 _RETRY_AFTER = "X-Limiter-Retry-After"  # where flask-limiter writes its Retry-After; `finish` decides
-STORAGE_TIMEOUT_SECONDS = 0.5  # a rate-limit check must not hold a request long when Redis hangs
 
 
 def request_id(header: str | None) -> str:
@@ -64,9 +65,9 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: int | t
     return candidate
 
 
-def enable(app: Flask, settings, redis_url: str | None) -> Limiter | None:
+def enable(app: Flask, settings, storage: tuple[str, dict]) -> Limiter | None:
     """Install request ids, security headers, the size limit and request metrics on `app`, then the rate limit
-    (RATE_LIMIT; none when 0) with its counters in Redis at `redis_url` (in this process's memory when None)."""
+    (RATE_LIMIT; none when 0) with its counters in `storage` (bootstrap.rate_limit_storage: URI and options)."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
 
     @app.before_request
@@ -96,6 +97,8 @@ def enable(app: Flask, settings, redis_url: str | None) -> Limiter | None:
         reset = headers.get("RateLimit-Reset")
         if reset and reset.isdigit() and int(reset) > 10 ** 9:  # flask-limiter sends a time; the draft, seconds
             headers["RateLimit-Reset"] = str(max(0, int(reset) - int(time.time())))
+        if request.environ.get(PROBE):
+            return response
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         observe_request(rule, request.method if request.method in _METHODS else "other", response.status_code,
                         time.perf_counter() - g.get("started", time.perf_counter()))
@@ -109,17 +112,13 @@ def enable(app: Flask, settings, redis_url: str | None) -> Limiter | None:
 
     if settings.rate_limit is None:
         return None
-    options: dict = {}
-    storage_uri = "memory://"
-    if redis_url:
-        pool = redis.ConnectionPool.from_url(redis_url, socket_timeout=STORAGE_TIMEOUT_SECONDS,
-                                             socket_connect_timeout=STORAGE_TIMEOUT_SECONDS)
-        storage_uri, options = "redis://", {"connection_pool": pool}
+    storage_uri, options = storage
     trusted = settings.trusted_proxies
     limiter = Limiter(
         lambda: client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted),
-        app=app, default_limits=[settings.rate_limit], storage_uri=storage_uri, storage_options=options,
-        strategy="fixed-window", key_prefix="ratelimit", headers_enabled=True, retry_after="delta-seconds",
+        # One budget per client for all routes together (default_limits would count each route apart).
+        app=app, application_limits=[settings.rate_limit], storage_uri=storage_uri, storage_options=options,
+        strategy="fixed-window", key_prefix=KEY_PREFIX, headers_enabled=True, retry_after="delta-seconds",
         header_name_mapping={HeaderNames.LIMIT: "RateLimit-Limit", HeaderNames.REMAINING: "RateLimit-Remaining",
                              HeaderNames.RESET: "RateLimit-Reset", HeaderNames.RETRY_AFTER: _RETRY_AFTER},
         # Redis down: count in this process's memory instead (flask-limiter logs that once, and once when Redis is
@@ -127,8 +126,45 @@ def enable(app: Flask, settings, redis_url: str | None) -> Limiter | None:
         swallow_errors=True, in_memory_fallback_enabled=True, in_memory_fallback=[settings.rate_limit],
     )
     # A request filter, not default_limits_exempt_when: it holds for the in-memory fallback limits too.
-    limiter.request_filter(lambda: request.blueprint in UNLIMITED_BLUEPRINTS)
+    limiter.request_filter(lambda: request.blueprint in UNLIMITED_BLUEPRINTS or bool(request.environ.get(PROBE)))
     return limiter
+
+
+KEY_PREFIX = "ratelimit"
+
+
+class FastPathGuard:
+    """For stats.FastPath, which answers plain /stats and /deviation without Flask: what `enable`'s hooks do per
+    request there (request id, rate limit on the same counter as flask-limiter's, request metrics)."""
+
+    def __init__(self, limiter: Limiter | None, settings) -> None:
+        self.limiter = limiter
+        self.trusted = settings.trusted_proxies
+        self.item = parse_limit(settings.rate_limit) if limiter is not None and settings.rate_limit else None
+
+    def admit(self, environ) -> list[tuple[str, str]] | None:
+        """The per-request headers of an answer the fast path may give, or None: then Flask answers (over the
+        limit: its 429; the limiter's Redis failing or just back: its fallback and recovery logic)."""
+        headers = [("X-Request-ID", request_id(environ.get("HTTP_X_REQUEST_ID")))]
+        if self.limiter is None or self.item is None:
+            return headers
+        if getattr(self.limiter, "_storage_dead", False):
+            return None
+        client = client_address(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
+        # flask-limiter's key of an application limit: prefix, client, the shared scope "global".
+        args = (KEY_PREFIX, client, "global")
+        try:
+            strategy = self.limiter.limiter
+            if not strategy.hit(self.item, *args):
+                return None
+            stats = strategy.get_window_stats(self.item, *args)
+        except Exception:  # noqa: BLE001  the storage failed: Flask's limiter handles (and logs) it
+            return None
+        return headers + [("RateLimit-Limit", str(self.item.amount)), ("RateLimit-Remaining", str(stats.remaining)),
+                          ("RateLimit-Reset", str(max(0, math.ceil(stats.reset_time - time.time()))))]
+
+    def served(self, route: str, seconds: float) -> None:
+        observe_request(route, "GET", 200, seconds)
 
 
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})

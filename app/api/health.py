@@ -1,7 +1,8 @@
 """Blueprint `health`: /healthz (the process answers) and /readyz (store and Redis reachable, age of the data)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
+from app.api import extensions
 
 bp = Blueprint("health", __name__)
 
@@ -15,10 +16,10 @@ def healthz():
 def readyz():
     # Anyone may call this: it answers codes and states only; the reasons (hosts, paths, driver messages) are in
     # the log. The checks are cached and time-bounded (services.reporting.Readiness).
-    services = current_app.extensions["services"]
-    view = current_app.extensions["view"]
+    services = extensions.services()
+    view = extensions.view()
     checks = {name: ({"ok": True} if result.ok else {"ok": False, "code": result.code})
-              for name, result in current_app.extensions["readiness"].check().items()}
+              for name, result in extensions.readiness().check().items()}
     newest = view.newest()
     fresh = view.freshness(newest) if newest else None
     data = {"newest_fetched_at": fresh.fetched_at.isoformat() if fresh else None,

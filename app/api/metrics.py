@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
+from app.api import extensions
 from app.api.errors import error_response
 from app.metrics import RedisFiguresCollector, render
 
@@ -13,7 +14,7 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def scrape():
-    token = current_app.extensions["services"].settings.metrics_token
+    token = extensions.services().settings.metrics_token
     if token:
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
@@ -22,12 +23,16 @@ def scrape():
             response = error_response(401, "unauthorized", "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>")
             response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    body, content_type = render(current_app.extensions.get("metrics_collectors", ()))
+    body, content_type = render(current_app.extensions.get(_KEY, ()))
     response = Response(body, content_type=content_type)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def collectors(redis_url: str | None) -> list:
-    """What a scrape adds to the web's own metrics: the worker figures kept in Redis."""
-    return [RedisFiguresCollector(redis_url)] if redis_url else []
+_KEY = "cryptostats.metrics_collectors"
+
+
+def init_app(app: Flask, redis_url: str | None) -> None:
+    """Serve /metrics on `app`, adding to the web's own metrics the worker figures kept in Redis at `redis_url`."""
+    app.extensions[_KEY] = [RedisFiguresCollector(redis_url)] if redis_url else []
+    app.register_blueprint(bp)

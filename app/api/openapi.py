@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app.api import schemas
+from app.api import extensions
 
 bp = Blueprint("openapi", __name__)
 
@@ -116,6 +117,23 @@ def openapi_path(rule: str) -> str:
     return rule.replace("<", "{").replace(">", "}")
 
 
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")  # app/api/guard.py UNLIMITED_BLUEPRINTS
+
+
+def _document_rate_limit(document: dict) -> None:
+    """RATE_LIMIT set: every other operation may answer 429 (app/api/guard.py)."""
+    too_many = {"description": "Over RATE_LIMIT (`too_many_requests`); `Retry-After` says when to come back",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in (
+                    ("Retry-After", "seconds"), ("RateLimit-Limit", "requests per window"),
+                    ("RateLimit-Remaining", "requests left in this window"),
+                    ("RateLimit-Reset", "seconds until the window ends"))}}
+    for path, item in document["paths"].items():
+        if path not in UNLIMITED_PATHS:
+            for operation in item.values():
+                operation["responses"].setdefault("429", too_many)
+
+
 def build_spec(app) -> dict:
     """The OpenAPI 3.1 document of the routes `app` has (static assets aside). No server URL: the document is
     relative to wherever it was fetched from, so it names no host of the deployment."""
@@ -128,7 +146,9 @@ def build_spec(app) -> dict:
         if path in present:
             spec.path(path=path, operations=copy.deepcopy(operations))  # apispec edits them
     document = spec.to_dict()
-    tracked = app.extensions["services"].tracked
+    if extensions.services(app).settings.rate_limit:
+        _document_rate_limit(document)
+    tracked = extensions.services(app).tracked
     # The tracked coins and currencies are configuration: say which they are (other values answer 404 or 400).
     enums = {"coin": list(tracked.public_ids), "currency": list(tracked.vs_currencies)}
     for item in document["paths"].values():

@@ -1,35 +1,68 @@
-"""gunicorn's own error answers (a request it cannot parse never reaches Flask) in the API's one JSON shape."""
+"""The web server: `python -m app.api.server` runs granian (a Rust HTTP server; WSGI on a pool of Python threads)
+on `wsgi:app`, configured from Settings. Not imported by the app itself: it is the web's entry point."""
 from __future__ import annotations
 
-import json
+import sys
 
-from gunicorn import util
-
-from app.api.errors import error_body
-
-# Fixed texts: gunicorn's own message repeats the offending request line or header, which is the client's text.
-_MESSAGES = {
-    400: "the request could not be parsed",
-    403: "request forbidden",
-    414: "the request line is too long",
-    417: "expectation failed",
-    431: "the request's header fields are too large",
-    500: "internal server error",
-    501: "unsupported transfer coding",
-}
+HEADER_READ_TIMEOUT_MS = 10_000  # a client gets this long to send a request's head (slow clients), then is cut
+GRACEFUL_TIMEOUT_SECONDS = 20  # SIGTERM: in-flight requests get this long to finish, then the worker is killed
+# Python threads per process, started on demand and idle after 30 s. A request holds one while the app runs, a
+# streaming answer for as long as it streams: room for the SSE clients (docs/benchmarks.md, "For the SSE endpoint").
+BLOCKING_THREADS = 1100
+# Connections a process serves at once (slow, idle keep-alive and streaming ones included) and the accept queue.
+BACKPRESSURE = 4096
+BACKLOG = 2048
 
 
-def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """Drop-in for gunicorn.util.write_error (same signature): the same status line, a JSON body."""
-    code = "_".join(reason.lower().split()) or "error"
-    body = json.dumps(error_body(code, _MESSAGES.get(status_int, reason.lower()))).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
-    util.write_nonblock(sock, head + body)
+def _log_config(settings) -> dict:
+    """granian's own loggers in the platform's one line format and LOG_LEVEL, like every other line of the web."""
+    from app import logs
+    from app.bootstrap import log_format
+
+    handler = {"class": "logging.StreamHandler", "formatter": "platform", "stream": "ext://sys.stderr"}
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"platform": logs.formatter_config(settings.log_format, "web", log_format("web"))},
+            "handlers": {"stderr": handler},
+            "root": {"level": settings.log_level, "handlers": ["stderr"]},
+            # One line per request only with LOG_LEVEL=DEBUG.
+            "loggers": {"_granian": {"level": settings.log_level, "handlers": ["stderr"], "propagate": False},
+                        "granian.access": {"level": "INFO" if settings.log_level == "DEBUG" else "WARNING",
+                                           "handlers": ["stderr"], "propagate": False}}}
 
 
-def install() -> None:
-    """Make gunicorn answer its own errors in JSON. gunicorn has no setting or hook for these bodies; its worker
-    calls `util.write_error` by module attribute (gunicorn/workers/base.py, handle_error), so replacing that one
-    function covers every worker class. tests/api/test_server.py fails if a gunicorn upgrade moves it."""
-    util.write_error = write_json_error
+def serve(settings, target: str = "wsgi:app") -> None:
+    """Serve the WSGI callable `target` ("module:attribute", imported in each worker process) as the Procfile's web
+    does, until SIGTERM/SIGINT, which lets in-flight requests finish (GRACEFUL_TIMEOUT_SECONDS at most)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    Granian(
+        target, address=settings.host, port=settings.port, interface=Interfaces.WSGI,
+        workers=settings.web_concurrency, blocking_threads=BLOCKING_THREADS, backlog=BACKLOG,
+        backpressure=BACKPRESSURE, http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        log_level=LogLevels(settings.log_level.lower()), log_dictconfig=_log_config(settings),
+        log_access=settings.log_level == "DEBUG", workers_kill_timeout=GRACEFUL_TIMEOUT_SECONDS,
+        respawn_failed_workers=True,
+    ).serve()
+
+
+def main() -> int:
+    """The Procfile's web: check the configuration once, before any worker starts (a bad variable: one line
+    naming it, exit 2), then serve `wsgi:app`."""
+    from app.bootstrap import (announce, check_tracked_coins, configure_logging, load_settings, prepare, prepare_web,
+                               read_environment)
+
+    settings = load_settings(read_environment())  # ./.env too; the real environment wins
+    configure_logging(settings, "web")
+    prepare(settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
+    check_tracked_coins(settings)  # COINS and VS_CURRENCIES against CoinGecko's lists
+    prepare_web(settings)  # a fresh PROMETHEUS_MULTIPROC_DIR for this instance, inherited by every worker
+    announce(settings, "web")
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

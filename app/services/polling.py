@@ -12,7 +12,7 @@ from app.domain.errors import AppError, BrokerUnavailable, UpstreamBadResponse, 
 from app.domain.model import TrackedCoins
 from app.domain.plausibility import MAX_FUTURE, implausible
 from app.domain.schedule import CronSchedule
-from app.ports import Metrics, NullMetrics, PriceRepository, PriceSource, UpdateBus
+from app.ports import Claims, Metrics, NullMetrics, PriceRepository, PriceSource, UpdateBus
 
 log = logging.getLogger(__name__)
 
@@ -115,48 +115,63 @@ def slot_fetch_key(slot: datetime) -> str:
     return f"slot-fetching:{slot.isoformat()}"
 
 
-def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, tracked: TrackedCoins,
-               clock: Callable[[], datetime], *, slot: datetime | None = None,
-               slot_ttl: timedelta = timedelta(hours=1), fetch_claim_ttl: timedelta = timedelta(minutes=1),
-               run_id: str | None = None, max_cooldown: timedelta = timedelta(hours=1),
-               metrics: Metrics | None = None) -> UpdateReport | None:
+@dataclass(frozen=True)
+class UpdateContext:
+    """What a run works with: the adapters, the coins, the clock and the budget's lengths of its claims.
+    `slot_done_ttl`: how long "this slot is stored" is remembered; `fetch_claim_ttl`: how long a run keeps its slot
+    to itself while it fetches; `max_cooldown`: the longest Retry-After obeyed (app/domain/budget.py)."""
+
+    source: PriceSource
+    repo: PriceRepository
+    bus: UpdateBus
+    claims: Claims
+    tracked: TrackedCoins
+    clock: Callable[[], datetime]
+    slot_done_ttl: timedelta = timedelta(hours=1)
+    fetch_claim_ttl: timedelta = timedelta(minutes=1)
+    max_cooldown: timedelta = timedelta(hours=1)
+    metrics: Metrics = field(default_factory=NullMetrics)  # hears of runs, CoinGecko calls and records stored
+
+
+def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | None = None) -> UpdateReport | None:
     """One update run: poll, store, then announce on `crypto-update`.
 
     `slot` is the scheduled tick a beat-triggered run belongs to: a slot already stored, or being fetched by
     another run at this moment, is skipped (returns None), so a second beat firing the same tick costs no CoinGecko
-    credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `fetch_claim_ttl`
+    credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `ctx.fetch_claim_ttl`
     and belongs to `run_id` (the task id): a retry or redelivery of the run that took it goes ahead, so a run whose
     worker died mid-fetch is not mistaken for its own duplicate. Manual runs pass no slot and always run.
-    A 429 starts a cooldown of its Retry-After, at most `max_cooldown`, during which no run calls CoinGecko.
+    A 429 starts a cooldown of its Retry-After, at most `ctx.max_cooldown`, during which no run calls CoinGecko.
     Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
-    safe, and the web re-reads the store periodically. `metrics` hears of stored and skipped runs, of each CoinGecko
-    call and of the records stored (failures are counted by report_failure).
+    safe, and the web re-reads the store periodically. `ctx.metrics` hears of stored and skipped runs, of each
+    CoinGecko call and of the records stored (failures are counted by report_failure).
     """
-    metrics = metrics or NullMetrics()
+    metrics = ctx.metrics
+    claims = ctx.claims
     if slot is not None:
         try:
-            if bus.is_claimed(slot_key(slot)):
+            if claims.is_claimed(slot_key(slot)):
                 log.info("slot %s already stored; skipping this duplicate trigger", slot.isoformat())
                 metrics.run_finished("skipped")
                 return None
             # Checking "stored" alone leaves a window: twins started together both see nothing stored yet.
-            if not bus.claim(slot_fetch_key(slot), int(fetch_claim_ttl.total_seconds()), owner=run_id):
+            if not claims.claim(slot_fetch_key(slot), int(ctx.fetch_claim_ttl.total_seconds()), owner=run_id):
                 log.info("slot %s is already being fetched by another run; skipping this duplicate trigger",
                          slot.isoformat())
                 metrics.run_finished("skipped")
                 return None
         except BrokerUnavailable as exc:
             log.warning("cannot check slot %s (%s); running anyway, the store ignores duplicates", slot, exc)
-    _respect_cooldown(bus)
+    _respect_cooldown(claims)
     try:
-        report = poll_prices(source, repo, tracked, clock, slot, metrics)
+        report = poll_prices(ctx.source, ctx.repo, ctx.tracked, ctx.clock, slot, metrics)
     except UpstreamRateLimited as exc:
-        _start_cooldown(bus, exc, max_cooldown)
+        _start_cooldown(claims, exc, ctx.max_cooldown)
         raise
     try:
         if slot is not None:
-            bus.claim(slot_key(slot), int(slot_ttl.total_seconds()))
-        bus.publish(report.event())
+            claims.claim(slot_key(slot), int(ctx.slot_done_ttl.total_seconds()))
+        ctx.bus.publish(report.event())
     except BrokerUnavailable as exc:
         log.warning("stored %d new records but could not announce them: %s", report.new_records, exc)
     metrics.run_finished("stored")
@@ -166,11 +181,11 @@ def run_update(source: PriceSource, repo: PriceRepository, bus: UpdateBus, track
 COOLDOWN_KEY = "upstream-cooldown"
 
 
-def _respect_cooldown(bus: UpdateBus) -> None:
+def _respect_cooldown(claims: Claims) -> None:
     """Raise UpstreamRateLimited without calling CoinGecko while an earlier 429's Retry-After runs, whichever
     worker or run received it: coingecko.md §7, never send again before Retry-After."""
     try:
-        remaining = bus.remaining(COOLDOWN_KEY)
+        remaining = claims.remaining(COOLDOWN_KEY)
     except BrokerUnavailable:
         return
     if remaining:
@@ -178,12 +193,12 @@ def _respect_cooldown(bus: UpdateBus) -> None:
                                   retry_after=remaining)
 
 
-def _start_cooldown(bus: UpdateBus, exc: UpstreamRateLimited, max_cooldown: timedelta) -> None:
+def _start_cooldown(claims: Claims, exc: UpstreamRateLimited, max_cooldown: timedelta) -> None:
     # Capped: a bogus Retry-After (a day, a year) must not stop updates for that long.
     seconds = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
     seconds = min(seconds, max_cooldown.total_seconds()) if math.isfinite(seconds) else max_cooldown.total_seconds()
     try:
-        bus.claim(COOLDOWN_KEY, max(1, round(seconds)))
+        claims.claim(COOLDOWN_KEY, max(1, round(seconds)))
     except BrokerUnavailable:
         pass
 
@@ -206,14 +221,6 @@ def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime
         bus.publish(event)
     except BrokerUnavailable as exc:
         log.warning("could not announce the failure: %s", exc)
-
-
-def retry_delay(error: AppError, attempt: int, now: datetime, deadline: datetime,
-                rng: Callable[[], float] = random.random, max_delay: float | None = None,
-                base_seconds: float = 10.0) -> float | None:
-    """Seconds to wait before retrying after `error` on attempt number `attempt` (0-based), or None to give up;
-    `retry_decision` also says why it gives up."""
-    return retry_decision(error, attempt, now, deadline, rng, max_delay, base_seconds)[0]
 
 
 def retry_decision(error: AppError, attempt: int, now: datetime, deadline: datetime,
@@ -259,15 +266,15 @@ def run_deadline(schedule: CronSchedule, now: datetime, slot: datetime | None) -
 STARTUP_CLAIM = "startup-update"
 
 
-def forget_dead_runs(bus: UpdateBus, schedule: CronSchedule, now: datetime) -> None:
+def forget_dead_runs(claims: Claims, schedule: CronSchedule, now: datetime) -> None:
     """Drop what runs of a stopped instance left in Redis that would hold a fresh start back: the start-up claim
     (its workers' "update at start" lasts a minute) and the "being fetched" claims of the current slot (a dead run's
     claim made the fresh start's update skip as "already being fetched by another run" until it expired). Call it
     only when no other instance can be running on this Redis (`make run` holds DATA_DIR's lock). Raises
     BrokerUnavailable."""
     for slot in {schedule.previous(now), scheduled_slot(schedule, now)}:
-        bus.release(slot_fetch_key(slot))
-    bus.release(STARTUP_CLAIM)
+        claims.release(slot_fetch_key(slot))
+    claims.release(STARTUP_CLAIM)
 
 
 def needs_startup_update(repo: PriceRepository, tracked: TrackedCoins, now: datetime, max_age: timedelta) -> bool:

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from app.domain import errors as domain_errors
 from app.domain.errors import AppError, BrokerUnavailable, NoData
@@ -15,6 +15,7 @@ from app.domain.stats import DEVIATION_WINDOW, population_std
 from app.ports import PriceRepository, UpdateBus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # What a client may read about a failed update: fixed text per known code. Event text is never repeated (anyone who
@@ -130,6 +131,8 @@ class StatsView:
         self._refreshed = threading.Condition()  # notified when a store read ends, well or not
         self._reads_done = 0
         self._failing: str | None = None  # the kind of refresh failure already logged in this outage
+        # (render, coin, vs) -> (the summary it was rendered from, the rendering): see rendered()
+        self._rendered: dict[tuple[Any, str, str], tuple[CoinSummary, Any]] = {}
 
     @property
     def loaded(self) -> bool:
@@ -188,6 +191,10 @@ class StatsView:
 
         Raises UnknownCoin / UnknownCurrency, or NoData saying why nothing is there.
         """
+        found = self._find(coin, vs_currency)
+        return found, self.freshness(found.latest)
+
+    def _find(self, coin: str, vs_currency: str | None) -> CoinSummary:
         source_id = self.tracked.resolve(coin)
         vs = self.tracked.resolve_currency(vs_currency)
         found = self._summaries.get((source_id, vs))
@@ -196,7 +203,20 @@ class StatsView:
             found = self._summaries.get((source_id, vs))
         if found is None:
             raise self._no_data(coin, vs)
-        return found, self.freshness(found.latest)
+        return found
+
+    def rendered(self, coin: str, vs_currency: str | None, render: Callable[[CoinSummary], T]) -> tuple[T, bool]:
+        """(`render`(the summary), whether it is stale), rendering once per refresh rather than once per request
+        (the web keeps each answer's bytes ready). Raises as summary() does. Thread-safe: a rendering is reused
+        only while it was made from the very summary now served, so a refresh racing a request never serves old
+        bytes."""
+        summary = self._find(coin, vs_currency)
+        latest = summary.latest
+        key = (render, latest.coin, latest.vs_currency)
+        hit = self._rendered.get(key)
+        if hit is None or hit[0] is not summary:
+            hit = self._rendered[key] = (summary, render(summary))
+        return hit[1], self.clock() - latest.fetched_at > self.stale_after  # as freshness() tells it
 
     def _read_on_demand(self) -> None:
         """Nothing loaded yet (just started, or the store was down): one request every DEMAND_REFRESH_EVERY_SECONDS

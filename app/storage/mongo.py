@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Sequence
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
-from pymongo.topology_description import TOPOLOGY_TYPE, TopologyDescription
+from pymongo.topology_description import TopologyDescription
 
 from app.domain.errors import StorageUnavailable
 from app.domain.history import EPOCH, OhlcBucket, buckets_of
@@ -24,7 +24,6 @@ COLLECTION = "observations"
 KEY_INDEX = "coin_vs_observed_at_unique"
 _KEY_FIELDS = [("coin", ASCENDING), ("vs_currency", ASCENDING), ("observed_at", DESCENDING)]
 _FIELDS = ("price", "market_cap", "volume_24h", "change_24h", "fetched_at")
-_IN_LIMIT = 1000  # see _times_filter
 _PROJECTION = {"_id": 0, "coin": 1, "vs_currency": 1, "observed_at": 1, **{f: 1 for f in _FIELDS}}
 
 
@@ -39,18 +38,6 @@ def _stored_key(coin: str, vs_currency: str, at: datetime) -> tuple[str, str, da
     another zone) matches the stored one only after the same rounding. Naive times are UTC, as BSON reads them."""
     at = _utc(at)
     return coin, vs_currency, at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
-def _times_filter(times: list[datetime]) -> dict[str, Any]:
-    """Match the given times of one series: exactly (`$in`) for a poll's few, else the batch's span.
-
-    A large batch is a stretch of history (a backfill, a test), so its span holds little else; and FerretDB
-    evaluates `$in` against the whole list for every document it scans (20,000 times took 7.5 s per 20,000 stored
-    documents), which the span avoids. Keys in the span but not in the batch are simply not matched by the caller.
-    """
-    if len(times) <= _IN_LIMIT:
-        return {"$in": times}
-    return {"$gte": min(times), "$lte": max(times)}
 
 
 def _utc(at: datetime) -> datetime:
@@ -134,73 +121,34 @@ class MongoPriceRepository:
         """Create the unique key index if missing; a second call changes nothing (same name, same spec)."""
         self._run("create_index", lambda: self.collection.create_index(_KEY_FIELDS, unique=True, name=KEY_INDEX))
 
-    def index_names(self) -> list[str]:
-        return self._run("list_indexes", lambda: [ix["name"] for ix in self.collection.list_indexes()])
-
-    def _supports_transactions(self) -> bool:
-        description = getattr(self.client, "topology_description", None)  # absent on mongomock
-        return description is not None and description.topology_type in (TOPOLOGY_TYPE.ReplicaSetWithPrimary,
-                                                                         TOPOLOGY_TYPE.Sharded)
-
     def add_batch(self, observations: Sequence[Observation]) -> int:
-        """Insert the records whose key is not stored yet, so a replay writes nothing and returns 0.
+        """Insert the records whose key is not stored yet, so a replay writes nothing and returns 0. Idempotent.
 
-        On a replica set or sharded cluster (Atlas) the batch runs in one transaction: all or nothing. A standalone
-        server (and FerretDB 1.x, which has no transactions) runs the very same steps without one: a batch cut short
-        by a failure is retried whole by the task, and the unique key makes the retry converge to the full batch
-        without duplicates.
-
-        Why "look up, then insert" rather than one bulk of `$setOnInsert` upserts: inside a transaction a
-        duplicate-key error aborts everything, so the stored keys must be left out first (one query served by the key
-        index); upserts would avoid that, but mongomock (the suite's stand-in without a server) cannot run
-        PyMongo >= 4.10's UpdateOne in bulk_write, and FerretDB 1.x looks up each upsert's filter with a full
-        collection scan (only `_id` equality is pushed down), which made a 1,000-record batch take 14 s.
+        One unordered `insert_many`: the unique key index refuses every record already stored (E11000), which is
+        what an insert-if-absent wants, and the others are written whatever their order. No transaction, on a
+        replica set neither (no test here can run one): a batch cut short by a failure is retried whole by the
+        task, and the unique key makes the retry converge to the full batch without duplicates. Measured on
+        FerretDB 1.x against the former "look up the stored keys, then insert" (docs/mongodb.md): faster, since
+        FerretDB scans the collection for that look-up.
         """
         if not observations:
             return 0
-        # First occurrence of a key wins within a batch too (as a replay skips what is stored); a duplicate inside
-        # the batch would otherwise abort the transaction.
+        # First occurrence of a key wins within a batch too (as a replay skips what is stored).
         firsts: dict[tuple[str, str, datetime], Observation] = {}
         for o in observations:
             firsts.setdefault(_stored_key(o.coin, o.vs_currency, o.observed_at), o)
-        docs = list(firsts.values())
+        docs = [_to_doc(o) for o in firsts.values()]
 
-        def insert_absent(session=None) -> int:
-            new = self._absent([_to_doc(o) for o in docs], session)
-            if not new:
-                return 0
+        def write() -> int:
             try:
-                return len(self.collection.insert_many(new, ordered=False, session=session).inserted_ids)
+                return len(self.collection.insert_many(docs, ordered=False).inserted_ids)
             except BulkWriteError as exc:
-                # Without a transaction another writer may store one of these keys between our look-up and our
-                # insert; the unique index refuses ours (E11000) and the record is there either way, which is what
-                # an insert-if-absent wants. Inside a transaction the error has aborted it: let it propagate
-                # (with_transaction retries a transient write conflict from the look-up; else the task retries).
                 errors = exc.details.get("writeErrors", [])
-                if session is None and errors and all(e.get("code") == 11000 for e in errors):
+                if errors and all(e.get("code") == 11000 for e in errors):
                     return exc.details.get("nInserted", 0)
                 raise
 
-        def write() -> int:
-            self.client.admin.command("ping")  # select a server first so topology_type is known
-            if self._supports_transactions():
-                with self.client.start_session() as session:
-                    return session.with_transaction(insert_absent)
-            return insert_absent()
-
         return self._run("write", write)
-
-    def _absent(self, docs: list[dict[str, Any]], session) -> list[dict[str, Any]]:
-        """The documents whose key is not stored yet: one query, served by the key index per (coin, vs_currency)."""
-        times: dict[tuple[str, str], list[datetime]] = {}
-        for d in docs:
-            times.setdefault((d["coin"], d["vs_currency"]), []).append(d["observed_at"])
-        query = {"$or": [{"coin": coin, "vs_currency": vs, "observed_at": _times_filter(at)}
-                         for (coin, vs), at in times.items()]}
-        stored = {_stored_key(d["coin"], d["vs_currency"], d["observed_at"])
-                  for d in self.collection.find(query, {"_id": 0, "coin": 1, "vs_currency": 1, "observed_at": 1},
-                                                session=session)}
-        return [d for d in docs if _stored_key(d["coin"], d["vs_currency"], d["observed_at"]) not in stored]
 
     def latest(self, coin: str, vs_currency: str) -> Observation | None:
         rows = self.last_n(coin, vs_currency, 1)
@@ -214,10 +162,6 @@ class MongoPriceRepository:
         if n <= 0:
             return []
         return self._run("read", lambda: [_from_doc(d) for d in self._last_n_cursor(coin, vs_currency, n)])
-
-    def explain_last_n(self, coin: str, vs_currency: str, n: int) -> dict[str, Any]:
-        """The server's query plan for last_n (proof that the key index is used)."""
-        return self._run("explain", lambda: self._last_n_cursor(coin, vs_currency, n).explain())
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         # MongoDB stores milliseconds; so does the comparison, which is exact for our whole-second observed_at.

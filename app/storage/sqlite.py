@@ -228,10 +228,6 @@ class SqlitePriceRepository:
             return []
         return [_from_row(r) for r in self._query(_LAST_N, (coin, vs_currency, n))]
 
-    def explain_last_n(self, coin: str, vs_currency: str, n: int) -> list[str]:
-        """SQLite's plan for last_n, one line per step (proof that the primary key serves it)."""
-        return [row[3] for row in self._query("EXPLAIN QUERY PLAN " + _LAST_N, (coin, vs_currency, n))]
-
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         # observed_at is stored in whole seconds: a start inside a second includes that second's record only if the
         # record's time is >= start, which ceil() expresses exactly.
@@ -254,12 +250,6 @@ class SqlitePriceRepository:
         rows = self._query(_OHLC, self._ohlc_args(coin, vs_currency, start, end, bucket_seconds))
         return [OhlcBucket(datetime.fromtimestamp(t, timezone.utc), o, h, lo, c, n, cap, vol)
                 for t, o, h, lo, c, n, cap, vol in rows]
-
-    def explain_ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
-                     bucket_seconds: int) -> list[str]:
-        """SQLite's plan for ohlc (proof that the primary key serves the range and the look-ups)."""
-        return [row[3] for row in self._query("EXPLAIN QUERY PLAN " + _OHLC,
-                                              self._ohlc_args(coin, vs_currency, start, end, bucket_seconds))]
 
     @staticmethod
     def _ohlc_args(coin: str, vs_currency: str, start: datetime, end: datetime, bucket_seconds: int) -> dict:

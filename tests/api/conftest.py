@@ -1,6 +1,7 @@
 """API fixtures: the Flask app over a real SQLite store and a fake bus; refreshes are driven by the test."""
 import pytest
 
+from app.api import extensions
 from app.api import create_app
 from app.bootstrap import bootstrap
 from app.storage.sqlite import SqlitePriceRepository
@@ -27,4 +28,4 @@ def client(app):
 
 @pytest.fixture
 def view(app):
-    return app.extensions["view"]
+    return extensions.view(app)

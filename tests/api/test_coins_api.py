@@ -11,7 +11,7 @@ from app.api import create_app
 from app.bootstrap import bootstrap
 from app.config import Settings
 from app.domain.errors import StorageUnavailable
-from app.storage.memory import InMemoryPriceRepository
+from tests.memory_store import InMemoryPriceRepository
 from app.storage.sqlite import SqlitePriceRepository
 from tests.fakes import T0, FakeBus, FakeClock, FakePriceSource, obs
 

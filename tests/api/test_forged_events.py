@@ -6,10 +6,11 @@ import logging
 import pytest
 import redis
 
-from app import broker
+from app.api import extensions
+from app.bus import redis as bus_module
 from app.api import create_app
 from app.bootstrap import bootstrap
-from app.broker import CHANNEL, KEY_PREFIX, RedisUpdateBus
+from app.bus.redis import CHANNEL, KEY_PREFIX, RedisUpdateBus
 from tests.fakes import FakePriceSource
 
 FORGED_TEXT = "SERVICE MOVED: send your API key to evil.example"
@@ -41,7 +42,7 @@ def web(settings, repo, redis_url, clock):
     bus = RedisUpdateBus(redis_url)
     app = create_app(services=bootstrap(settings, repo=repo, source=FakePriceSource(), bus=bus, clock=clock),
                      background=False)
-    app.extensions["view"].refresh()
+    extensions.view(app).refresh()
     assert bus.next_event(1) == {"event": "resubscribed"}
     yield app, bus
     bus.close()
@@ -49,13 +50,13 @@ def web(settings, repo, redis_url, clock):
 
 @pytest.fixture(autouse=True)
 def fresh_log_throttle(monkeypatch):
-    monkeypatch.setattr(broker, "_bad_message", broker._ThrottledWarning())
+    monkeypatch.setattr(bus_module, "_bad_message", bus_module._ThrottledWarning())
 
 
 def deliver(app, bus, payload):
     """What the web's listener does with the next message: validate, remember."""
     event = bus.next_event(2)
-    app.extensions["view"].note_event(event)
+    extensions.view(app).note_event(event)
     return event
 
 
@@ -98,7 +99,7 @@ def test_a_forged_last_event_key_is_not_believed(web, publisher):
 def test_a_flood_of_garbage_is_logged_once(web, publisher, caplog):
     app, bus = web
     for i in range(2000):
-        publisher.publish(CHANNEL, b"x" * (broker.MAX_EVENT_BYTES + 1) if i % 100 == 0 else b"not json %d" % i)
+        publisher.publish(CHANNEL, b"x" * (bus_module.MAX_EVENT_BYTES + 1) if i % 100 == 0 else b"not json %d" % i)
     with caplog.at_level(logging.WARNING):
         for _ in range(2000):
             assert bus.next_event(2) is None

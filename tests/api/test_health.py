@@ -6,7 +6,7 @@ import pytest
 
 from app.api import create_app
 from app.bootstrap import bootstrap
-from app.broker import RedisUpdateBus
+from app.bus.redis import RedisUpdateBus
 from app.config import Settings
 from app.storage.sqlite import SqlitePriceRepository
 from tests.fakes import FakeBus, FakePriceSource, obs

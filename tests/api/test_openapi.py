@@ -8,6 +8,7 @@ from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
+from app.api import extensions
 from app.api import create_app
 from app.api.openapi import openapi_path
 from app.bootstrap import bootstrap
@@ -89,7 +90,7 @@ def _app_with_data(tmp_path_factory):
                                 else 8e8) for i in range(48)])
     services = bootstrap(app_settings, repo=repo, source=FakePriceSource(), bus=FakeBus(), clock=FakeClock())
     app = create_app(services=services, background=False)
-    app.extensions["view"].refresh()
+    extensions.view(app).refresh()
     return app
 
 

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from app.domain.history import OhlcBucket, buckets_of
 from app.domain.model import Observation
+from app.storage import sqlite as sqlite_store
+from tests.contract.backends import sqlite_plan
 from tests.contract.conftest import open_backend
 
 DAY = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -92,7 +94,7 @@ def test_a_long_history_groups_like_the_reference(backend, repo):
 
 def test_sqlite_serves_ohlc_from_the_primary_key(tmp_path):
     store = next(open_backend("sqlite", tmp_path))
-    plan = store.repo.explain_ohlc("bitcoin", "usd", at(0), at(24), HOUR)
+    plan = sqlite_plan(store.repo, sqlite_store._OHLC, store.repo._ohlc_args("bitcoin", "usd", at(0), at(24), HOUR))
 
     # The range is a SEARCH of the primary key (not a SCAN of the table), and so are both per-bucket look-ups.
     assert sum(1 for step in plan if step.startswith("SEARCH") and "PRIMARY KEY" in step) == 3, plan

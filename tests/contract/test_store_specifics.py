@@ -57,23 +57,11 @@ def test_sqlite_refuses_a_batch_with_a_missing_price_whole(tmp_path):
     repo.close()
 
 
-class RacedMongoPriceRepository(MongoPriceRepository):
-    """Another writer stores `raced` right after this one's look-up of stored keys, before its insert."""
-
-    def __init__(self, uri: str, raced: Observation, rival: MongoPriceRepository, **kwargs) -> None:
-        super().__init__(uri, **kwargs)
-        self.raced, self.rival = raced, rival
-
-    def _absent(self, docs, session):
-        absent = super()._absent(docs, session)
-        self.rival.add_batch([self.raced])
-        return absent
-
-
 def test_mongodb_insert_racing_another_writer_counts_only_its_own_records(mongo_backend):
     rival = mongo_backend.repo
     batch = [obs("bitcoin", 100.0 + i, T0 + timedelta(minutes=i)) for i in range(5)]
-    repo = RacedMongoPriceRepository(rival.uri, batch[2], rival, client_factory=rival._factory)
+    repo = MongoPriceRepository(rival.uri, client_factory=rival._factory)
+    rival.add_batch([batch[2]])  # another worker stored one of these records first
 
     assert repo.add_batch(batch) == 4
     assert rival.count() == 5

@@ -165,7 +165,7 @@ def test_image_runs_the_web_entry_as_an_unprivileged_user_without_dev_dependenci
     installs = " ".join(args for ins, args in instructions if ins == "RUN" and "pip install" in args)
     assert "requirements.txt" in installs and "constraints.txt" in installs and "requirements-dev" not in installs
     copied = " ".join(args for ins, args in instructions if ins == "COPY")
-    for needed in ("Procfile", RUN_PROCESS, "app", "tasks", "wsgi.py", "gunicorn.conf.py", "beat_schedule.py"):
+    for needed in ("Procfile", RUN_PROCESS, "app", "tasks", "wsgi.py", "beat_schedule.py"):
         assert needed in copied, f"the image lacks {needed}, which the Procfile's commands need"
 
 

@@ -42,8 +42,7 @@ def test_every_metric_they_name_is_in_a_real_scrape(tmp_path, redis_url, fake_co
     repo.ensure_schema()
     services = bootstrap(settings, repo=repo)  # the real CoinGecko client (on the fake), Redis bus and metrics
     try:
-        run_update(services.source, services.repo, services.bus, services.tracked, services.clock,
-                   metrics=services.metrics)
+        run_update(services.update_context())
         client = create_app(services=services, background=False).test_client()
         client.get("/healthz")
         scrape = client.get("/metrics")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.broker import stop_embedded_redis
+from app.embedded_redis import stop_embedded_redis
 from tests.procs import PY, Proc, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -76,8 +76,7 @@ def test_dotenv_is_read_by_the_cli_and_the_web_and_the_real_environment_wins(env
     result = cli({**real, "COINS": "bitcoin"}, "poll-once", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["coins"] == ["bitcoin"]  # COINS from the environment, not the file
-    web = Proc("web", [PY, "-m", "gunicorn", "wsgi:app", "-c", str(ROOT / "gunicorn.conf.py")], real, tmp_path,
-               cwd=tmp_path)
+    web = Proc("web", [PY, "-m", "app.api.server"], real, tmp_path, cwd=tmp_path)
     try:
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 30,
                    what="the web on the PORT of .env")
@@ -91,13 +90,13 @@ def test_dotenv_is_read_by_the_cli_and_the_web_and_the_real_environment_wins(env
 
 
 @pytest.mark.parametrize("level", ["DEBUG", "WARNING"])
-def test_log_level_reaches_the_web_gunicorn_and_the_worker_in_one_format(env, level, fake_coingecko):
+def test_log_level_reaches_the_web_granian_and_the_worker_in_one_format(env, level, fake_coingecko):
     if level == "WARNING":
         fake_coingecko.set_down()  # so the worker has a warning to say: its start-up update fails and is retried
     port = free_port()
     run_env = {**env, "LOG_LEVEL": level, "PORT": str(port)}
     logs = Path(env["DATA_DIR"]).parent
-    web = Proc(f"web-{level}", [PY, "-m", "gunicorn", "wsgi:app"], run_env, logs)
+    web = Proc(f"web-{level}", [PY, "-m", "app.api.server"], run_env, logs)
     # The Procfile's worker line, which no longer says --loglevel.
     worker = Proc(f"worker-{level}", [PY, "-m", "celery", "-A", "tasks", "worker", "--concurrency=1",
                                       "--without-gossip", "--without-mingle", "--hostname", f"w-{level}@%h"],
@@ -117,9 +116,9 @@ def test_log_level_reaches_the_web_gunicorn_and_the_worker_in_one_format(env, le
         else:
             assert levels <= {"WARNING", "ERROR", "CRITICAL"}, (name, proc.output[-1500:])
     if level == "DEBUG":
-        assert re.search(r"DEBUG \[web\] gunicorn\.error: ", web.output)  # gunicorn's own logger too
+        assert re.search(r"INFO \[web\] granian\.access: .*GET /healthz", web.output)  # the server's own logger too
     else:
-        assert "Starting gunicorn" not in web.output  # gunicorn's INFO lines too
+        assert "Starting granian" not in web.output  # granian's INFO lines too
         # The worker's lines about a run carry its task id.
         assert re.search(r"WARNING \[worker [0-9a-f-]{36}\] tasks\.store_crypto_stats: update failed", worker.output)
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from app.broker import embedded_url, ensure_embedded_redis, responds, stop_embedded_redis
+from app.embedded_redis import embedded_url, ensure_embedded_redis, responds, stop_embedded_redis
 from app.config import Settings
 from beat_schedule import TASK_NAME, build_schedule
 from tests.procs import PY, Proc, celery_call, free_port, wait_until, web, worker
@@ -83,7 +83,7 @@ def test_scheduled_trigger_reaches_the_web_through_crypto_update(env, fake_coing
 ])
 def test_bad_configuration_stops_the_web_and_worker_naming_the_variable(env, tmp_path, variable, value):
     bad = {**env, variable: value}
-    for name, args in (("web", [PY, "-m", "gunicorn", "wsgi:app"]),
+    for name, args in (("web", [PY, "-m", "app.api.server"]),
                        ("worker", [PY, "-m", "celery", "-A", "tasks", "worker"]),
                        ("beat", [PY, "-m", "celery", "-A", "tasks", "beat", "--pidfile="])):
         if variable in ("COINS", "VS_CURRENCIES") and value and name == "beat":

@@ -17,15 +17,17 @@ import redis
 import requests
 from celery import Celery
 
-from app import broker
+from app import embedded_redis
+from app.bus import redis as bus
 from app.config import Settings
+from app.queue import QUEUE_NAME, TASK_NAME
 from tests.fake_coingecko import FakeCoinGecko
 from tests.procs import PY, ROOT, Proc, free_port, wait_until
 from tests.procs import web as web_proc
 from tests.procs import worker as worker_proc
 
-TASK = "tasks.store_crypto_stats"
-QUEUE = "cryptostats"
+TASK = TASK_NAME
+QUEUE = QUEUE_NAME
 # Every variable Settings reads, so nothing from the developer's shell leaks into the platform under test.
 PRODUCT_VARS = ("PORT", "HOST", "WEB_CONCURRENCY", "DATA_DIR", "REDIS_URL", "MONGODB_URI", "COINS", "VS_CURRENCIES",
                 "UPDATE_CRON", "COINGECKO_BASE_URL", "COINGECKO_API_KEY", "COINGECKO_API_PLAN",
@@ -107,7 +109,7 @@ class Platform:
         self._pubsub = None
         self.events: list[dict[str, Any]] = []
         root.mkdir(parents=True, exist_ok=True)
-        self.redis_url = f"unix://{broker.embedded_socket(redis_dir)}"
+        self.redis_url = f"unix://{embedded_redis.embedded_socket(redis_dir)}"
         self.env = product_env(**{
             "REDIS_URL": self.redis_url, "DATA_DIR": str(root / "data"), "COINGECKO_BASE_URL": fake.base_url,
             "PORT": str(free_port()), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "UPDATE_CRON": "0 0 * * *",
@@ -166,12 +168,12 @@ class Platform:
         return redis.Redis.from_url(self.redis_url, socket_timeout=5)
 
     def stop_redis(self) -> None:
-        broker.stop_embedded_redis(self.redis_dir)
-        wait_until(lambda: not broker.responds(self.redis_url), 10, what="redis-server stopped")
+        embedded_redis.stop_embedded_redis(self.redis_dir)
+        wait_until(lambda: not embedded_redis.responds(self.redis_url), 10, what="redis-server stopped")
         self._drop_listener()
 
     def start_redis(self) -> None:
-        assert broker.ensure_embedded_redis(self.redis_dir) == self.redis_url
+        assert embedded_redis.ensure_embedded_redis(self.redis_dir) == self.redis_url
         self.listen()
 
     def listen(self) -> None:
@@ -180,7 +182,7 @@ class Platform:
         # Keep the client: when a redis-py client is collected it closes its pool, the subscription's socket too.
         self._listener = self.redis()
         self._pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(broker.CHANNEL)
+        self._pubsub.subscribe(bus.CHANNEL)
 
     def _drop_listener(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -204,7 +206,7 @@ class Platform:
         """How many processes of the platform are subscribed to `crypto-update` (the test's own listener aside)."""
         client = self.redis()
         try:
-            count = dict(client.pubsub_numsub(broker.CHANNEL)).get(broker.CHANNEL.encode(), 0)
+            count = dict(client.pubsub_numsub(bus.CHANNEL)).get(bus.CHANNEL.encode(), 0)
         finally:
             client.close()
         return count - (1 if self._pubsub is not None else 0)
@@ -223,7 +225,7 @@ class Platform:
     def trigger(self, kwargs: dict[str, Any] | None = None, **options: Any) -> str:
         """Send one run over the broker, as beat (kwargs scheduled/slot, option expires) or `celery call` does."""
         if self._client is None:
-            self._client = Celery("fault-suite", broker=broker.kombu_url(self.redis_url))
+            self._client = Celery("fault-suite", broker=embedded_redis.kombu_url(self.redis_url))
             self._client.conf.update(task_default_queue=QUEUE, broker_connection_retry_on_startup=True)
         return self._client.send_task(TASK, kwargs=kwargs or {}, **options).id
 
@@ -301,8 +303,8 @@ class Platform:
         if self._client is not None:
             self._client.close()
         self._drop_listener()
-        broker.stop_embedded_redis(self.redis_dir)
-        if broker.responds(self.redis_url):  # it ignored SHUTDOWN: end it by its own pid, once sure it is ours
+        embedded_redis.stop_embedded_redis(self.redis_dir)
+        if embedded_redis.responds(self.redis_url):  # it ignored SHUTDOWN: end it by its own pid, once sure it is ours
             pid = int((self.redis_dir / "redis.pid").read_text().strip())
             if "redis-server" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
                 os.kill(pid, signal.SIGKILL)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
+from app.api import extensions
 from app.api import create_app
 from app.bootstrap import bootstrap
 from app.config import Settings
@@ -67,7 +68,7 @@ def fuzz_app(tmp_path_factory):
                     for coin, price in (("bitcoin", 40000), ("ethereum", 2200), ("polygon-ecosystem-token", 0.45))
                     for i in range(3)])
     app = create_app(services=bootstrap(settings, repo=repo, bus=FakeBus()), background=False)
-    app.extensions["view"].refresh()
+    extensions.view(app).refresh()
     return app
 
 

@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults.test_duplicate_triggers import seed_fresh_data
-from tests.procs import PY, Proc, free_port, wait_until
+from tests.procs import PY, ROOT, Proc, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +94,17 @@ def test_metrics_need_the_token_when_one_is_set(make_platform, figures):
         assert response.json()["error"]["code"] == "unauthorized"
 
 
+def procfile_web() -> list[str]:
+    """The Procfile's web command, as the platforms run it (python being this interpreter)."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    words = line.split(":", 1)[1].split()
+    return [PY if words[0] == "python" else words[0], *words[1:]]
+
+
 def second_web(platform, name: str = "web-b") -> tuple[Proc, str]:
+    """Another web instance of the same platform (same Redis, store and DATA_DIR) on its own port."""
     port = str(free_port())
-    proc = platform._track(Proc(name, [PY, "-m", "gunicorn", "wsgi:app"], {**platform.env, "PORT": port},
-                                platform.root))
+    proc = platform._track(Proc(name, procfile_web(), {**platform.env, "PORT": port}, platform.root))
     return proc, port
 
 
@@ -208,7 +215,7 @@ def test_metrics_sum_every_web_process_of_the_instance(make_platform, figures):
     platform = make_platform(WEB_CONCURRENCY="2", LOG_FORMAT="json")
     platform.web()
     web_up(platform)
-    wait_until(lambda: platform.procs[0].output.count("Booting worker") >= 2, 30, what="two web processes")
+    wait_until(lambda: platform.procs[0].output.count("Spawning worker") >= 2, 30, what="two web processes")
     before = sample(scrape(platform), "cryptostats_http_requests_total", route="/healthz", method="GET",
                     status="200")
     for _ in range(20):  # new connections each: gunicorn hands them to either process

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from app.broker import responds
+from app.embedded_redis import responds
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.slow

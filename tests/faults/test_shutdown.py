@@ -1,5 +1,5 @@
-"""Graceful shutdown of the web and of beat (the worker's is in test_worker_loss.py): gunicorn answers the requests
-in flight when it gets SIGTERM, and beat exits 0."""
+"""Graceful shutdown of the web and of beat (the worker's is in test_worker_loss.py): the web server answers the
+requests in flight when it gets SIGTERM, and beat exits 0."""
 import signal
 import socket
 import time
@@ -41,17 +41,17 @@ def finish(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def test_gunicorn_answers_the_requests_in_flight_when_sigterm_arrives(make_platform, figures):
-    """gunicorn SIGTERMed with requests in flight: all answered 200, exit 0"""
+def test_the_web_answers_the_requests_in_flight_when_sigterm_arrives(make_platform, figures):
+    """web SIGTERMed with requests in flight: all answered 200, exit 0"""
     platform = make_platform(WEB_CONCURRENCY="2")
     seed(platform)
     web = platform.web()
     wait_until(lambda: platform.get("/stats?coin=bitcoin", counted=False).status_code == 200, 30, what="web up")
     in_flight = [half_sent(platform.port) for _ in range(6)]
-    time.sleep(0.5)  # accepted by the gunicorn processes
+    time.sleep(0.5)  # accepted by the web processes
     web.popen.send_signal(signal.SIGTERM)
     figures.faults += 1
-    wait_until(lambda: "Handling signal: term" in web.output, 10, what="gunicorn shutting down")
+    wait_until(lambda: "Shutting down granian" in web.output, 10, what="the web shutting down")
     time.sleep(0.5)
     assert web.popen.poll() is None  # still up, for the requests it holds
     answers = [finish(sock) for sock in in_flight]

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from app import broker
+from app.bus import redis as bus
 from tests.procs import PY, ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -149,12 +149,12 @@ def test_a_worker_started_while_data_dir_was_read_only_stores_once_it_is_writabl
         figures.faults += 1
         wait_until(lambda: len(platform.failed_events()) >= 2, 60, what="the run failing and retrying")
         assert "read-only" in worker.output
-        slots_done = platform.redis().keys(broker.KEY_PREFIX + "slot-done:*")
+        slots_done = platform.redis().keys(bus.KEY_PREFIX + "slot-done:*")
         assert slots_done == [], "a slot was marked stored while nothing could be written"
         assert len(platform.stored_events()) == 1  # poll-once's only
         assert _mount("-o", "remount,bind,rw", str(data)), "remounting DATA_DIR writable failed"
         stored = platform.wait_stored(2, 60)[-1]  # a retry, on a connection opened afresh
-        assert platform.redis().exists(broker.KEY_PREFIX + f"slot-done:{stored['slot']}")
+        assert platform.redis().exists(bus.KEY_PREFIX + f"slot-done:{stored['slot']}")
         wait_until(lambda: platform.shows("/stats?coin=bitcoin", {"price": 41000, "marketCap": 820000000000,
                                                                    "24hChange": 2.5}), 30, what="the new price served")
         figures.answered(200)

@@ -1,7 +1,8 @@
-"""The Redis adapter of the update bus against a real redis-server."""
+"""The Redis adapters of the update bus and the claims against a real redis-server."""
 import pytest
 
-from app.broker import RedisUpdateBus, ensure_embedded_redis, stop_embedded_redis
+from app.bus.redis import RedisClaims, RedisUpdateBus
+from app.embedded_redis import ensure_embedded_redis, stop_embedded_redis
 from app.domain.errors import BrokerUnavailable
 
 
@@ -10,6 +11,13 @@ def bus(redis_url):
     bus = RedisUpdateBus(redis_url)
     yield bus
     bus.close()
+
+
+@pytest.fixture
+def claims(redis_url):
+    claims = RedisClaims(redis_url)
+    yield claims
+    claims.close()
 
 
 def test_publish_reaches_a_subscriber_and_is_kept_as_the_last_event(bus, redis_url):
@@ -23,19 +31,19 @@ def test_publish_reaches_a_subscriber_and_is_kept_as_the_last_event(bus, redis_u
         listener.close()
 
 
-def test_a_claim_is_exclusive_but_its_owner_keeps_it(bus):
-    assert bus.claim("slot-fetching:x", 30, owner="task-1")
-    assert not bus.claim("slot-fetching:x", 30, owner="task-2")
-    assert bus.claim("slot-fetching:x", 30, owner="task-1")  # the same run, retried or redelivered
-    assert bus.claim("startup-update", 30) and not bus.claim("startup-update", 30)
-    assert 29 < bus.remaining("startup-update") <= 30 and bus.remaining("nothing") is None
+def test_a_claim_is_exclusive_but_its_owner_keeps_it(claims):
+    assert claims.claim("slot-fetching:x", 30, owner="task-1")
+    assert not claims.claim("slot-fetching:x", 30, owner="task-2")
+    assert claims.claim("slot-fetching:x", 30, owner="task-1")  # the same run, retried or redelivered
+    assert claims.claim("startup-update", 30) and not claims.claim("startup-update", 30)
+    assert 29 < claims.remaining("startup-update") <= 30 and claims.remaining("nothing") is None
 
 
-def test_a_released_claim_can_be_taken_by_another_owner(bus):
-    assert bus.claim("slot-fetching:y", 600, owner="task-of-a-dead-run")
-    bus.release("slot-fetching:y")
-    bus.release("never-claimed")  # no-op
-    assert bus.claim("slot-fetching:y", 30, owner="task-of-this-start")
+def test_a_released_claim_can_be_taken_by_another_owner(claims):
+    assert claims.claim("slot-fetching:y", 600, owner="task-of-a-dead-run")
+    claims.release("slot-fetching:y")
+    claims.release("never-claimed")  # no-op
+    assert claims.claim("slot-fetching:y", 30, owner="task-of-this-start")
 
 
 def test_a_redis_outage_is_reported_and_the_subscription_comes_back(short_tmp):

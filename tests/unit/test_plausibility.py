@@ -10,10 +10,10 @@ from app.domain.errors import UpstreamBadResponse, UpstreamRateLimited, Upstream
 from app.domain.model import TrackedCoins
 from app.domain.plausibility import implausible
 from app.ports import FetchResult
-from app.services.polling import report_failure, retry_decision, run_update
-from app.storage.memory import InMemoryPriceRepository
+from app.services.polling import report_failure, retry_decision
+from tests.memory_store import InMemoryPriceRepository
 from app.upstream.coingecko import parse_simple_price, redactor, retry_after_seconds
-from tests.fakes import T0, FakePriceSource, obs
+from tests.fakes import T0, FakePriceSource, obs, run_update_with
 
 TRACKED = TrackedCoins(("bitcoin", "ethereum", "matic-network"))
 POL = "polygon-ecosystem-token"
@@ -55,7 +55,7 @@ def test_a_run_stores_the_plausible_coins_and_names_the_rest(bus, clock, caplog)
     answer = FetchResult([obs("bitcoin", 1e308), obs("ethereum", 2000, T0 + timedelta(seconds=290), fetched=T0),
                           obs(POL, 0.5)], clock_skew_seconds=0.2)
     with caplog.at_level(logging.WARNING):
-        report = run_update(FakePriceSource(answer), repo, bus, TRACKED, clock)
+        report = run_update_with(FakePriceSource(answer), repo, bus, TRACKED, clock)
     assert report.coins == [POL] and repo.count() == 1
     [event] = bus.events
     assert set(event["rejected"]) == {"bitcoin/usd", "ethereum/usd"}
@@ -70,7 +70,7 @@ def test_an_answer_without_one_plausible_record_fails_the_run(bus, clock):
     repo.add_batch([obs("bitcoin", 40000)])
     stale = FetchResult([obs("bitcoin", 41000, T0 - timedelta(hours=2), fetched=T0)])
     with pytest.raises(UpstreamBadResponse) as err:
-        run_update(FakePriceSource(stale), repo, bus, TRACKED, clock)
+        run_update_with(FakePriceSource(stale), repo, bus, TRACKED, clock)
     assert "older than the record already stored" in err.value.details["rejected"]["bitcoin/usd"]
     assert repo.count() == 1
 
@@ -81,9 +81,9 @@ def test_a_skewed_worker_clock_is_said_once_per_run_and_published(bus, clock, ca
     failing.clock_skew_seconds = -600.0
     source = FakePriceSource(FetchResult([obs("bitcoin", 40000)], clock_skew_seconds=-600.0), failing)
     with caplog.at_level(logging.WARNING):
-        run_update(source, repo, bus, TRACKED, clock)
+        run_update_with(source, repo, bus, TRACKED, clock)
         with pytest.raises(UpstreamServerError) as err:
-            run_update(source, repo, bus, TRACKED, clock)
+            run_update_with(source, repo, bus, TRACKED, clock)
     report_failure(bus, err.value, clock, 10)
     lines = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
     assert len(lines) == 2 and all("600 s behind" in line for line in lines)
@@ -113,7 +113,7 @@ def test_redaction_removes_the_key_and_the_base_urls_credentials():
 
 
 def test_the_event_carries_a_null_skew_when_unknown(bus, clock):
-    run_update(FakePriceSource(FetchResult([obs("bitcoin", 40000)])), InMemoryPriceRepository(), bus, TRACKED, clock)
+    run_update_with(FakePriceSource(FetchResult([obs("bitcoin", 40000)])), InMemoryPriceRepository(), bus, TRACKED, clock)
     assert bus.events[0]["clock_skew_seconds"] is None
     report_failure(bus, UpstreamServerError("500"), clock, None)
     assert bus.events[1]["clock_skew_seconds"] is None

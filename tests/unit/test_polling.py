@@ -8,12 +8,17 @@ from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, Upstream
                                UpstreamServerError)
 from app.domain.model import TrackedCoins
 from app.ports import FetchResult
-from app.services.polling import (STARTUP_CLAIM, forget_dead_runs, needs_startup_update, retry_decision, retry_delay,
-                                  run_deadline, run_update, scheduled_slot, slot_fetch_key, slot_key)
-from app.storage.memory import InMemoryPriceRepository
-from tests.fakes import T0, FakePriceSource, obs
+from app.services.polling import (STARTUP_CLAIM, forget_dead_runs, needs_startup_update, retry_decision,
+                                  run_deadline, scheduled_slot, slot_fetch_key, slot_key)
+from tests.memory_store import InMemoryPriceRepository
+from tests.fakes import T0, FakePriceSource, obs, run_update_with
 
 TRACKED = TrackedCoins(("bitcoin", "ethereum", "matic-network"))
+
+
+def retry_delay(*args, **kwargs):
+    """The wait retry_decision chooses (None: no retry)."""
+    return retry_decision(*args, **kwargs)[0]
 
 
 def answer(price=40000, at=T0):
@@ -22,7 +27,7 @@ def answer(price=40000, at=T0):
 
 def test_one_request_for_all_coins_stores_and_announces(bus, clock):
     repo, source = InMemoryPriceRepository(), FakePriceSource(answer())
-    report = run_update(source, repo, bus, TRACKED, clock)
+    report = run_update_with(source, repo, bus, TRACKED, clock)
     assert source.calls == [(("bitcoin", "ethereum", "polygon-ecosystem-token"), ("usd",))]
     assert report.new_records == 3 and repo.count() == 3
     [event] = bus.events
@@ -33,15 +38,15 @@ def test_one_request_for_all_coins_stores_and_announces(bus, clock):
 
 def test_replaying_the_same_answer_stores_nothing_new(bus, clock):
     repo = InMemoryPriceRepository()
-    run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock)
-    report = run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock)
+    run_update_with(FakePriceSource(answer()), repo, bus, TRACKED, clock)
+    report = run_update_with(FakePriceSource(answer()), repo, bus, TRACKED, clock)
     assert report.new_records == 0 and repo.count() == 3
 
 
 def test_partial_answer_stores_the_valid_coins_and_reports_the_rest(bus, clock):
     repo = InMemoryPriceRepository()
     partial = FetchResult([obs("bitcoin", 40000)], {"ethereum/usd": "price: Not a valid number."})
-    report = run_update(FakePriceSource(partial), repo, bus, TRACKED, clock)
+    report = run_update_with(FakePriceSource(partial), repo, bus, TRACKED, clock)
     assert repo.count() == 1
     assert bus.events[0]["rejected"] == {"ethereum/usd": "price: Not a valid number."}
     assert report.coins == ["bitcoin"]
@@ -50,17 +55,17 @@ def test_partial_answer_stores_the_valid_coins_and_reports_the_rest(bus, clock):
 def test_a_stored_slot_is_not_fetched_again_but_manual_runs_are(bus, clock):
     repo = InMemoryPriceRepository()
     source = FakePriceSource(answer(), answer(41000, T0 + timedelta(minutes=1)))
-    assert run_update(source, repo, bus, TRACKED, clock, slot=T0) is not None
+    assert run_update_with(source, repo, bus, TRACKED, clock, slot=T0) is not None
     assert slot_key(T0) in bus.claims
-    assert run_update(source, repo, bus, TRACKED, clock, slot=T0) is None  # second beat, same tick
+    assert run_update_with(source, repo, bus, TRACKED, clock, slot=T0) is None  # second beat, same tick
     assert len(source.calls) == 1
-    assert run_update(source, repo, bus, TRACKED, clock).new_records == 3  # manual run: never blocked
+    assert run_update_with(source, repo, bus, TRACKED, clock).new_records == 3  # manual run: never blocked
 
 
 def test_redis_down_after_storing_keeps_the_data(bus, clock):
     repo = InMemoryPriceRepository()
     bus.down = True
-    report = run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock, slot=T0)
+    report = run_update_with(FakePriceSource(answer()), repo, bus, TRACKED, clock, slot=T0)
     assert report.new_records == 3 and repo.count() == 3
 
 
@@ -68,7 +73,7 @@ def test_store_outage_is_raised_for_the_task_to_retry(bus, clock):
     repo = InMemoryPriceRepository()
     repo.fail_with = StorageUnavailable("disk gone")
     with pytest.raises(StorageUnavailable):
-        run_update(FakePriceSource(answer()), repo, bus, TRACKED, clock)
+        run_update_with(FakePriceSource(answer()), repo, bus, TRACKED, clock)
     assert bus.events == []
 
 
@@ -122,9 +127,9 @@ def test_a_429_stops_every_run_from_calling_coingecko_until_retry_after(bus, clo
     repo = InMemoryPriceRepository()
     source = FakePriceSource(UpstreamRateLimited("429", retry_after=119), answer())
     with pytest.raises(UpstreamRateLimited):
-        run_update(source, repo, bus, TRACKED, clock)
+        run_update_with(source, repo, bus, TRACKED, clock)
     with pytest.raises(UpstreamRateLimited) as err:
-        run_update(source, repo, bus, TRACKED, clock)  # another run, maybe on another worker
+        run_update_with(source, repo, bus, TRACKED, clock)  # another run, maybe on another worker
     assert len(source.calls) == 1  # the second run did not send
     assert err.value.retry_after == 119
 
@@ -139,16 +144,16 @@ def test_a_redelivered_run_keeps_its_fetch_claim_but_a_twin_trigger_does_not(bus
     repo = InMemoryPriceRepository()
     source = FakePriceSource(UpstreamServerError("500"), answer(), answer())
     with pytest.raises(UpstreamServerError):
-        run_update(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1")
-    assert run_update(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-2") is None  # twin: skipped
-    assert run_update(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1").new_records == 3  # retry
+        run_update_with(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1")
+    assert run_update_with(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-2") is None  # twin: skipped
+    assert run_update_with(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1").new_records == 3  # retry
     assert len(source.calls) == 2
 
 
 def test_a_bogus_retry_after_cools_down_at_most_the_cap(bus, clock):
     source = FakePriceSource(UpstreamRateLimited("429", retry_after=10 ** 9))
     with pytest.raises(UpstreamRateLimited):
-        run_update(source, InMemoryPriceRepository(), bus, TRACKED, clock, max_cooldown=timedelta(minutes=15))
+        run_update_with(source, InMemoryPriceRepository(), bus, TRACKED, clock, max_cooldown=timedelta(minutes=15))
     assert bus.remaining("upstream-cooldown") == 900
 
 

@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 from app.domain.errors import StorageUnavailable, UpstreamRateLimited
 from app.domain.model import TrackedCoins
 from app.ports import FetchResult
-from app.services.polling import report_failure, run_update, slot_key
-from app.storage.memory import InMemoryPriceRepository
+from app.services.polling import UpdateContext, report_failure, run_update, slot_key
+from tests.memory_store import InMemoryPriceRepository
 from tests.fakes import FakePriceSource, obs
 
 TRACKED = TrackedCoins(("bitcoin", "ethereum", "matic-network"))
@@ -33,13 +33,17 @@ class RecordingMetrics:
         self.calls.append(("sse", delta))
 
 
+def context(source, bus, clock, metrics) -> UpdateContext:
+    return UpdateContext(source, InMemoryPriceRepository(), bus, bus, TRACKED, clock, metrics=metrics)
+
+
 def answer():
     return FetchResult([obs("bitcoin", 40000), obs("ethereum", 2000), obs("polygon-ecosystem-token", 0.5)])
 
 
 def test_a_stored_run_reports_one_call_its_records_and_its_outcome(bus, clock):
     metrics = RecordingMetrics()
-    run_update(FakePriceSource(answer()), InMemoryPriceRepository(), bus, TRACKED, clock, metrics=metrics)
+    run_update(context(FakePriceSource(answer()), bus, clock, metrics))
     assert metrics.calls == [
         ("upstream", "200"),
         ("records", 3, [("bitcoin", "usd"), ("ethereum", "usd"), ("matic-network", "usd")], clock()),
@@ -52,7 +56,7 @@ def test_a_429_is_counted_as_a_call_and_the_cooldown_after_it_is_not(bus, clock)
     source = FakePriceSource(limited, answer())
     for _ in range(2):
         try:
-            run_update(source, InMemoryPriceRepository(), bus, TRACKED, clock, metrics=metrics)
+            run_update(context(source, bus, clock, metrics))
         except UpstreamRateLimited:
             pass
     assert metrics.calls == [("upstream", "429")]  # the second run waited out Retry-After without calling
@@ -63,8 +67,7 @@ def test_a_duplicate_trigger_is_counted_as_skipped(bus, clock):
     metrics = RecordingMetrics()
     slot = datetime(2024, 1, 1, tzinfo=timezone.utc)
     bus.claim(slot_key(slot), 60)
-    assert run_update(FakePriceSource(), InMemoryPriceRepository(), bus, TRACKED, clock, slot=slot,
-                      metrics=metrics) is None
+    assert run_update(context(FakePriceSource(), bus, clock, metrics), slot=slot) is None
     assert metrics.calls == [("run", "skipped")]
 
 

@@ -12,19 +12,22 @@ def settings(tmp_path, **env):
 
 
 def test_secrets_hosts_and_paths_become_the_name_of_their_variable(tmp_path):
-    s = settings(tmp_path, MONGODB_URI="mongodb://admin:hunter2@db1.example:27017,[::1]:27018/x?replicaSet=rs0",
+    s = settings(tmp_path, MONGODB_URI="mongodb://admin:hunter2@db1.example:27017,[fd00::7]:27018/x?replicaSet=rs0",
                  REDIS_URL="redis://:redispw@cache.example:6380/0", COINGECKO_API_KEY="CG-key-1234567",
                  COINGECKO_BASE_URL="http://proxyuser:proxypw@proxy.example:3128/api/v3")
     redact = redactor(replacements(s))
-    text = (f"MongoDB write failed: db1.example:27017 ::1 (admin/hunter2); Redis cache.example:6380 redispw; "
+    text = (f"MongoDB write failed: db1.example:27017 fd00::7 (admin/hunter2); Redis cache.example:6380 redispw; "
             f"key CG-key-1234567 via proxy.example as proxyuser:proxypw; file {tmp_path.resolve() / 'data'}/x.db")
     assert redact(text) == ("MongoDB write failed: <MONGODB_URI host>:27017 <MONGODB_URI host> (***/***); Redis "
                             "<REDIS_URL host>:6380 ***; key *** via <COINGECKO_BASE_URL host> as ***; "
                             "file <DATA_DIR>/x.db")
 
 
-def test_coingeckos_own_host_is_no_secret(tmp_path):
-    assert redactor(replacements(settings(tmp_path)))("api.coingecko.com timed out") == "api.coingecko.com timed out"
+def test_coingeckos_own_host_and_the_machines_own_names_are_no_secret(tmp_path):
+    redact = redactor(replacements(settings(tmp_path, REDIS_URL="redis://:pw-123@127.0.0.1:6379/0",
+                                            COINGECKO_BASE_URL="http://localhost:8900/api/v3")))
+    assert redact("api.coingecko.com timed out") == "api.coingecko.com timed out"
+    assert redact("127.0.0.1 - GET /healthz; localhost:8900 refused") == "127.0.0.1 - GET /healthz; localhost:8900 refused"
 
 
 @pytest.fixture

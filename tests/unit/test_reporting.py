@@ -9,7 +9,7 @@ import pytest
 from app.domain.errors import NoData, StorageUnavailable
 from app.domain.model import TrackedCoins
 from app.services.reporting import StatsView, keep_fresh
-from app.storage.memory import InMemoryPriceRepository
+from tests.memory_store import InMemoryPriceRepository
 from tests.fakes import T0, obs
 from tests.procs import wait_until
 

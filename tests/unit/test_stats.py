@@ -6,7 +6,7 @@ import pytest
 from app.domain.model import TrackedCoins
 from app.domain.stats import population_std
 from app.services.reporting import build_summaries
-from app.storage.memory import InMemoryPriceRepository
+from tests.memory_store import InMemoryPriceRepository
 from tests.fakes import T0, obs
 from datetime import timedelta
 

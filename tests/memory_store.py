@@ -1,4 +1,4 @@
-"""In-memory price store, for fast tests of services; it keeps the same contract as the real stores."""
+"""In-memory price store for fast tests of services (not shipped in app/): the same contract as the real stores."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,0 +1,72 @@
+"""What the web app holds per process, behind typed accessors: the services, the in-memory StatsView, the readiness
+checks, and the `crypto-update` listener (a Flask extension with `init_app`, as cookiecutter-flask's are)."""
+from __future__ import annotations
+
+import atexit
+import threading
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from app.bootstrap import Services
+from app.services.reporting import Readiness, StatsView, keep_fresh
+
+_KEY = "cryptostats"
+
+
+@dataclass(frozen=True)
+class WebState:
+    """The per-process objects every route reads."""
+
+    services: Services
+    view: StatsView
+    readiness: Readiness
+
+
+def init_state(app: Flask, services: Services) -> WebState:
+    """Build and attach the web's state: the view over the store and the readiness checks of store and Redis."""
+    view = StatsView(services.repo, services.tracked, services.clock,
+                     stale_after=services.settings.budget.stale_after)
+    state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}))
+    app.extensions[_KEY] = state
+    return state
+
+
+def state(app: Flask | None = None) -> WebState:
+    """This app's state (the current app's inside a request)."""
+    return (app or current_app).extensions[_KEY]
+
+
+def services(app: Flask | None = None) -> Services:
+    return state(app).services
+
+
+def view(app: Flask | None = None) -> StatsView:
+    return state(app).view
+
+
+def readiness(app: Flask | None = None) -> Readiness:
+    return state(app).readiness
+
+
+class UpdateListener:
+    """A daemon thread subscribed to `crypto-update` that keeps the app's view fresh (keep_fresh). Stopped at exit,
+    or by `stop()`."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        web = state(app)
+        self._thread = threading.Thread(
+            target=keep_fresh, name="crypto-update-listener", daemon=True,
+            args=(web.view, web.services.bus, web.services.settings.refresh_interval_seconds, self._stop))
+        self._thread.start()
+        atexit.register(self._stop.set)
+        app.extensions[_KEY + ".listener"] = self
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,401 @@
+"""HTTP benchmark of the web tier: the Procfile's server (app/api/server.serve, its settings, one worker process)
+serving our app and, for comparison, a raw WSGI callable that returns the same bytes; loaded by `wrk`.
+
+    python -m tests.bench_http                  # what `make bench` runs (about 1.5 minutes)
+    python -m tests.bench_http --seconds 10     # longer runs, steadier figures
+    python -m tests.bench_http --candidates     # also gunicorn gthread/gevent, when installed (not pinned)
+
+It prints, measured in one run: our /stats and /deviation against the raw callable (req/s ratio), requests per
+CPU-second of the server's processes (req/s per core, robust to other load on the machine), p99 at a fixed 500
+req/s, and /stats throughput with 1,000 held streaming connections and with 200 slow + 200 idle clients, each
+against the same server without them. The streaming route (/bench/stream) is the benchmark's own, not a product
+route: one Redis subscription per process fanned out to every stream in memory, as the SSE endpoint should be
+(docs/benchmarks.md, "For the SSE endpoint"). Figures and how to read them: docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+RAW_BODY = b'{"price":40000,"marketCap":800000000000,"24hChange":3.4}\n'
+STREAM_CHANNEL = "bench-stream"
+TODAY_PER_CORE = 3700  # main's /stats on one gunicorn gthread worker, as issue 12 measured it (the baseline)
+WRK_HINT = "wrk is needed: on Debian/Ubuntu, apt-get install wrk (.ci/run installs it)"
+
+
+# ---- the WSGI callables the server imports (granian imports "tests.bench_http:<name>" in its worker) ----------
+class _Broadcast:
+    """One Redis subscription per process, fanned out in memory: each message wakes every waiting stream."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.last: tuple[int, bytes] = (0, b"")
+        self._started = False
+
+    def start(self) -> None:
+        with self.cond:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._listen, name="bench-broadcast", daemon=True).start()
+
+    def _listen(self) -> None:
+        import redis
+
+        from app.embedded_redis import embedded_url
+
+        client = redis.Redis.from_url(os.environ.get("REDIS_URL") or embedded_url(Path(os.environ["DATA_DIR"])))
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(STREAM_CHANNEL)
+        for message in pubsub.listen():
+            with self.cond:
+                self.last = (self.last[0] + 1, message["data"])
+                self.cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> tuple[int, bytes]:
+        with self.cond:
+            self.cond.wait_for(lambda: self.last[0] != seen, timeout)
+            return self.last
+
+
+_broadcast = _Broadcast()
+
+
+def _stream(environ, start_response):
+    """An SSE-shaped answer: a comment at once, then one event per broadcast, a heartbeat comment every 15 s."""
+    _broadcast.start()
+    start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+
+    def events():
+        seen = _broadcast.last[0]
+        yield b": connected\n\n"
+        while True:
+            number, data = _broadcast.wait(seen, 15.0)
+            if number == seen:
+                yield b": heartbeat\n\n"
+            else:
+                seen = number
+                yield b"data: " + data + b"\n\n"
+
+    return events()
+
+
+# The same answer as /stats, byte for byte in size: its headers too (the server's cost grows with their number).
+RAW_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(RAW_BODY))),
+               ("Last-Modified", "Tue, 01 Dec 2026 12:00:00 GMT"), ("X-Data-Observed-At", "2026-12-01T12:00:00+00:00"),
+               ("X-Data-Fetched-At", "2026-12-01T12:00:00+00:00"), ("X-Data-Stale", "false"),
+               ("Cache-Control", "no-cache")]
+
+
+def raw(environ, start_response):
+    """The 5-line callable: the same answer /stats gives, fixed, nothing else (and the streaming route)."""
+    if environ["PATH_INFO"] == "/bench/stream":
+        return _stream(environ, start_response)
+    start_response("200 OK", RAW_HEADERS)
+    return [RAW_BODY]
+
+
+def __getattr__(name: str):
+    # "tests.bench_http:product" is built only in the server's worker (module __getattr__: PEP 562), after fork.
+    if name == "product":
+        from wsgi import app
+
+        def product(environ, start_response):
+            if environ["PATH_INFO"] == "/bench/stream":
+                return _stream(environ, start_response)
+            return app(environ, start_response)
+
+        globals()["product"] = product
+        return product
+    raise AttributeError(name)
+
+
+# ---- the driver --------------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed(settings) -> None:
+    from app.domain.model import Observation
+    from app.storage.sqlite import SqlitePriceRepository
+
+    repo = SqlitePriceRepository(settings.sqlite_path)
+    repo.ensure_schema()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    repo.add_batch([Observation("bitcoin", "usd", 40000.0 + i, 800e9, 1e9, 3.4, now - timedelta(minutes=15 * i),
+                                now - timedelta(minutes=15 * i)) for i in range(100)])
+    repo.close()
+
+
+class Server:
+    def __init__(self, env: dict[str, str], target: str, log: Path, command: list[str] | None = None) -> None:
+        self.port = int(env["PORT"])
+        args = command or [PY, "-c", f"import os, sys; from app.api import server; from app.config import Settings; "
+                                      f"server.serve(Settings.from_env(os.environ), {target!r})"]
+        self._log = open(log, "wb")
+        self.popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if _get(self.port, "/stats?coin=bitcoin")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"the server did not start; its log: {log}")
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        procs = [psutil.Process(self.popen.pid)]
+        procs += procs[0].children(recursive=True)
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, 9)
+                self.popen.wait()
+        self._log.close()
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wrk(server: Server, path: str, seconds: float, connections: int = 50) -> dict[str, float]:
+    """req/s, p99 ms and requests per CPU-second of the server, from one wrk run; non-2xx answers are an error."""
+    before = server.cpu_seconds()
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                          f"http://127.0.0.1:{server.port}{path}"], capture_output=True, text=True, check=True).stdout
+    cpu = server.cpu_seconds() - before
+    if "Non-2xx" in out or re.search(r"Socket errors:.*timeout [1-9]", out):
+        raise SystemExit(f"wrk saw errors on {path}:\n{out}")
+    total = float(re.search(r"(\d+) requests in", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p99_ms": float(p99.group(1)) * scale,
+            "per_cpu_s": total / cpu if cpu > 0 else float("nan")}
+
+
+def paced_p99(port: int, path: str, rate: float, seconds: float, threads: int = 4) -> tuple[float, int]:
+    """p99 (ms) of requests sent at a fixed `rate`, timed from when each was due (no coordinated omission)."""
+    latencies: list[float] = []
+    errors = [0]
+    start = time.perf_counter() + 0.2
+    count = int(rate * seconds)
+
+    def client(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for i in range(offset, count, threads):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                ok = response.status == 200 and bool(response.read())
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            latencies.append((time.perf_counter() - due) * 1000)
+            errors[0] += not ok
+        conn.close()
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    latencies.sort()
+    return latencies[int(len(latencies) * 0.99)], errors[0]
+
+
+@contextmanager
+def held_streams(port: int, count: int, redis_url: str):
+    """`count` open /bench/stream answers, each checked to have started; on exit, one published message is checked
+    to have reached every one of them."""
+    import redis
+
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /bench/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+        socks.append(sock)
+    for sock in socks:
+        data = b""
+        while b": connected" not in data:  # the head and the first chunk may come in separate reads
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit("a stream was closed before it started")
+            data += chunk
+    try:
+        yield socks
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        client.publish(STREAM_CHANNEL, json.dumps({"at": time.time()}))
+        client.close()
+        reached = 0
+        for sock in socks:
+            data = b""
+            try:
+                while b"data: " not in data:
+                    data += sock.recv(65536)
+                reached += 1
+            except OSError:
+                pass
+            sock.close()
+        print(f"  a message published once reached {reached} of {count} streams")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench_http", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--candidates", action="store_true", help="also gunicorn gthread and gevent, if installed")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(WRK_HINT, file=sys.stderr)
+        return 1
+    from app import broker
+    from app.bootstrap import prepare
+    from app.config import Settings
+    from tests.faults.test_slow_clients import Attackers
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MONGODB_URI", "COINS", "VS_CURRENCIES")}
+    env.update(DATA_DIR=str(tmp / "data"), HOST="127.0.0.1", PORT=str(_free_port()), WEB_CONCURRENCY="1",
+               LOG_LEVEL="WARNING", REFRESH_INTERVAL_SECONDS="3600", PYTHONPATH=str(ROOT))
+    settings = Settings.from_env(env)
+    prepare(settings)  # the embedded Redis, shared by the servers below
+    redis_url = broker.embedded_url(settings.data_dir)
+    _seed(settings)
+    s = args.seconds
+    print(f"HTTP benchmark: granian (app/api/server.py settings), 1 worker process each, wrk -t1 -c50 -d{s:g}s, "
+          f"median of {args.rounds} interleaved rounds; {os.cpu_count()} cores shared with whatever else runs")
+    servers: list[Server] = []
+    try:
+        raw_server = Server(env, "tests.bench_http:raw", tmp / "raw.log")
+        servers.append(raw_server)
+        app_server = Server({**env, "PORT": str(_free_port())}, "tests.bench_http:product", tmp / "product.log")
+        servers.append(app_server)
+        rounds = []
+        for _ in range(args.rounds):  # interleaved, so a change in the machine's load hits all of them alike
+            rounds.append({"raw": wrk(raw_server, "/stats?coin=bitcoin", s),
+                           "stats": wrk(app_server, "/stats?coin=bitcoin", s),
+                           "deviation": wrk(app_server, "/deviation?coin=bitcoin", s)})
+        med = {name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
+               for name in rounds[0]}
+        ratio = {name: statistics.median(r[name]["rps"] / r["raw"]["rps"] for r in rounds) for name in rounds[0]}
+        cpu_ratio = {name: statistics.median(r[name]["per_cpu_s"] / r["raw"]["per_cpu_s"] for r in rounds)
+                     for name in rounds[0]}
+        for name, label in (("raw", "raw callable"), ("stats", "/stats"), ("deviation", "/deviation")):
+            m = med[name]
+            print(f"{label:13s} {m['rps']:9,.0f} req/s {m['per_cpu_s']:9,.0f} req/CPU-s  p99 {m['p99_ms']:6.2f} ms"
+                  + ("" if name == "raw" else f"   vs raw: {ratio[name]:.2f} (per CPU-s {cpu_ratio[name]:.2f})"))
+        print(f"/stats per core: {med['stats']['per_cpu_s']:,.0f} req/CPU-s = "
+              f"{med['stats']['per_cpu_s'] / TODAY_PER_CORE:.1f}x main's {TODAY_PER_CORE:,} (gunicorn gthread, one "
+              f"worker, issue 12)")
+        raw_server.stop()
+        p99, errors = paced_p99(app_server.port, "/stats?coin=bitcoin", 500, max(10.0, 2 * s))
+        print(f"/stats at a fixed 500 req/s: p99 {p99:.2f} ms, {errors} errors")
+        held_ratios, slow_ratios = [], []
+        for _ in range(args.rounds):
+            base = wrk(app_server, "/stats?coin=bitcoin", s)
+            with held_streams(app_server.port, args.streams, redis_url):
+                held = wrk(app_server, "/stats?coin=bitcoin", s)
+            attackers = Attackers(app_server.port)
+            attackers.open()
+            try:
+                slow = wrk(app_server, "/stats?coin=bitcoin", s)
+            finally:
+                attackers.close()
+            held_ratios.append((held["rps"] / base["rps"], held["p99_ms"], held["per_cpu_s"] / base["per_cpu_s"]))
+            slow_ratios.append((slow["rps"] / base["rps"], slow["p99_ms"], slow["per_cpu_s"] / base["per_cpu_s"]))
+        for label, figures in ((f"{args.streams:,} held streams", held_ratios),
+                               ("200 slow + 200 idle clients", slow_ratios)):
+            print(f"/stats with {label}: {statistics.median(f[0] for f in figures):.2f} of its throughput without "
+                  f"(rounds: {', '.join(f'{f[0]:.2f}' for f in figures)}; per CPU-s "
+                  f"{statistics.median(f[2] for f in figures):.2f}; p99 {statistics.median(f[1] for f in figures):.2f} ms)")
+    finally:
+        for server in servers:
+            server.stop()
+        try:
+            if args.candidates:
+                _candidates(env, tmp, s)
+        finally:
+            broker.stop_embedded_redis(settings.data_dir)
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _candidates(env: dict[str, str], tmp: Path, seconds: float) -> None:
+    """The other serving models measured the same way (one worker process): gunicorn gthread as main ran it
+    (8 threads) and gunicorn's gevent worker. Needs `pip install gunicorn gevent` (not pinned: not used)."""
+    for name, extra in (("gunicorn gthread", ["-k", "gthread", "--threads", "8"]),
+                        ("gunicorn gevent", ["-k", "gevent", "--worker-connections", "2000"])):
+        try:
+            __import__("gunicorn")
+            if "gevent" in name:
+                __import__("gevent")
+        except ImportError:
+            print(f"{name}: not installed, skipped")
+            continue
+        figures = {}
+        for target in ("raw", "product"):
+            cmd = [PY, "-m", "gunicorn", "-w", "1", *extra, "-b", f"127.0.0.1:{env['PORT']}",
+                   "--log-level=warning", f"tests.bench_http:{target}"]
+            server = Server(env, target, tmp / f"{name}-{target}.log", command=cmd)
+            try:
+                figures[target] = wrk(server, "/stats?coin=bitcoin", seconds)
+            finally:
+                server.stop()
+        r, st = figures["raw"], figures["product"]
+        print(f"{name:17s} raw {r['rps']:7,.0f} req/s, /stats {st['rps']:7,.0f} req/s (ratio {st['rps'] / r['rps']:.2f}), "
+              f"/stats {st['per_cpu_s']:7,.0f} req/CPU-s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
