@@ -51,7 +51,8 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
     deadline_at = datetime.fromisoformat(deadline) if deadline else run_deadline(settings.schedule, now, slot_at)
     try:
         _ensure_schema(s)
-        report = run_update(s.source, s.repo, s.bus, s.tracked, s.clock, slot=slot_at,
+        # The tracked set is re-read at each run (one small read): coins tracked at run time are fetched at once.
+        report = run_update(s.source, s.repo, s.bus, s.tracked_now(), s.clock, slot=slot_at,
                             slot_ttl=2 * settings.update_interval,
                             fetch_claim_ttl=timedelta(seconds=settings.fetch_claim_seconds), run_id=self.request.id,
                             max_cooldown=settings.update_interval)
@@ -90,7 +91,7 @@ def update_now_if_stale(sender=None, **_):
     s = services()
     try:
         _ensure_schema(s)
-        if not needs_startup_update(s.repo, s.tracked, s.clock(), settings.update_interval):
+        if not needs_startup_update(s.repo, s.tracked_now(), s.clock(), settings.update_interval):
             return
         if s.bus.claim(STARTUP_CLAIM, 60):
             # The current slot exactly (not scheduled_slot's skew allowance, which near a tick would claim the

@@ -9,11 +9,12 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import cors, dashboard, errors, health, openapi, stats
+from app.api import cors, dashboard, errors, health, openapi, search, stats
 from app.api.coins import bp as coins_bp
 from app.bootstrap import Services, announce, bootstrap, configure_logging, load_settings
 from app.config import Settings
 from app.services.reporting import Readiness, StatsView, keep_fresh
+from app.services.tracking import CoinTracking
 
 
 class _Flask(Flask):
@@ -45,7 +46,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         configure_logging(settings)
         announce(settings, "web")
         services = bootstrap(settings)
-    view = StatsView(services.repo, services.tracked, services.clock, stale_after=2 * settings.update_interval)
+    # The tracked set is the store's (changed at run time): re-read at every refresh, and so on each `tracked` event.
+    view = StatsView(services.repo, services.tracked, services.clock, stale_after=2 * settings.update_interval,
+                     tracked_source=services.tracked_now)
+    catalog = services.catalog()
 
     app = _Flask(__name__, static_folder=None)  # no static files; nor a route that could redirect
     app.json.sort_keys = False  # keep the contract's key order: price, marketCap, 24hChange
@@ -54,12 +58,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.url_map.merge_slashes = False
     app.extensions["services"] = services
     app.extensions["view"] = view
+    app.extensions["catalog"] = catalog
+    app.extensions["tracking"] = CoinTracking(services.registry, catalog, services.bus, services.tracked,
+                                              services.clock, changed=view.try_refresh)
     app.extensions["readiness"] = Readiness({"store": services.repo.ping, "redis": services.bus.ping})
     errors.register(app)
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
     app.register_blueprint(coins_bp)
+    app.register_blueprint(search.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(openapi.bp)
     cors.enable(app, settings.cors_origins)
