@@ -18,14 +18,16 @@ from app.storage.sqlite import SqlitePriceRepository
 CATALOG_KEY = "coingecko"
 
 
-def _catalog_blob(catalog: Catalog) -> dict[str, Any]:
-    # The whole catalogue as one value (~17k coins, about 1 MB): replaced in one write, so a reader sees the old
-    # list or the new one, on a MongoDB without transactions too; and read in one go, as search needs it whole.
-    return {"entries": [[e.id, e.symbol, e.name] for e in catalog.entries],
-            "vs_currencies": sorted(catalog.vs_currencies)}
+def _catalog_body(catalog: Catalog) -> str:
+    # The whole catalogue as one JSON text (~17k coins, about 1 MB): replaced in one write, so a reader sees the old
+    # list or the new one, on a MongoDB without transactions too; read in one go, as search needs it whole. Text,
+    # not a BSON array of arrays: FerretDB 1.x refuses nested arrays.
+    return json.dumps({"entries": [[e.id, e.symbol, e.name] for e in catalog.entries],
+                       "vs_currencies": sorted(catalog.vs_currencies)}, separators=(",", ":"))
 
 
-def _catalog_of(blob: dict[str, Any], fetched_at: datetime) -> Catalog:
+def _catalog_of(body: str, fetched_at: datetime) -> Catalog:
+    blob: dict[str, Any] = json.loads(body)
     return Catalog(tuple(CatalogEntry(*row) for row in blob["entries"]), frozenset(blob["vs_currencies"]),
                    fetched_at)
 
@@ -102,10 +104,10 @@ class SqliteCoinRegistry:
 
     def load_catalog(self) -> Catalog | None:
         rows = self._read("SELECT fetched_at, body FROM coin_catalog WHERE key = ?", (CATALOG_KEY,))
-        return _catalog_of(json.loads(rows[0][1]), _from_ms(rows[0][0])) if rows else None
+        return _catalog_of(rows[0][1], _from_ms(rows[0][0])) if rows else None
 
     def save_catalog(self, catalog: Catalog) -> None:
-        body = json.dumps(_catalog_blob(catalog), separators=(",", ":"))
+        body = _catalog_body(catalog)
         self._write(lambda c: c.execute(
             "INSERT INTO coin_catalog (key, fetched_at, body) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
             "fetched_at = excluded.fetched_at, body = excluded.body", (CATALOG_KEY, _ms(catalog.fetched_at), body)))
@@ -138,7 +140,7 @@ class SqliteCoinRegistry:
 
 
 class MongoCoinRegistry:
-    """Collections `coin_catalog` (one document: the whole list) and `tracked_coins` (`_id` = the coin, so a coin
+    """Collections `coin_catalog` (one document: the whole list as JSON text) and `tracked_coins` (`_id` = the coin, so a coin
     is tracked once however many processes add it), in the price store's database, over its client."""
 
     def __init__(self, repo: MongoPriceRepository) -> None:
@@ -157,10 +159,10 @@ class MongoCoinRegistry:
 
     def load_catalog(self) -> Catalog | None:
         doc = self.repo._run("read", lambda: self._db().coin_catalog.find_one({"_id": CATALOG_KEY}))
-        return _catalog_of(doc, _from_ms(doc["fetched_at"])) if doc else None
+        return _catalog_of(doc["body"], _from_ms(doc["fetched_at"])) if doc else None
 
     def save_catalog(self, catalog: Catalog) -> None:
-        doc = {"fetched_at": _ms(catalog.fetched_at), **_catalog_blob(catalog)}
+        doc = {"fetched_at": _ms(catalog.fetched_at), "body": _catalog_body(catalog)}
         self.repo._run("write", lambda: self._db().coin_catalog.replace_one({"_id": CATALOG_KEY}, doc, upsert=True))
 
     def tracked_coins(self) -> list[str]:
