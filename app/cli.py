@@ -49,7 +49,7 @@ def poll_once(settings: Settings) -> int:
     services = bootstrap(settings)
     try:
         services.repo.ensure_schema()
-        report = run_update(services.source, services.repo, services.bus, services.tracked, services.clock)
+        report = run_update(services.source, services.repo, services.bus, services.tracked_now(), services.clock)
     except AppError as exc:
         log.error("update failed: %s", exc.message)
         return 1
