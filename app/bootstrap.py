@@ -15,11 +15,12 @@ from app.config import Settings
 from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
-from app.ports import Claims, PriceRepository, PriceSource, UpdateBus
-from app.storage import make_repository
-from app.services.catalog import check_tracked
+from app.ports import Claims, CoinRegistry, PriceRepository, PriceSource, UpdateBus
+from app.storage import make_coin_registry, make_repository
+from app.services.catalog import StoredCatalog, check_tracked
 from app.services.polling import UpdateContext
-from app.upstream.catalog import CachedCoinGeckoCatalog
+from app.services.tracking import current_tracked
+from app.upstream.catalog import CoinGeckoCatalog
 from app.upstream.coingecko import CoinGeckoClient
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,34 @@ class Services:
     bus: UpdateBus
     claims: Claims
     clock: Callable[[], datetime]
+    coins: CoinRegistry | None = None  # the store's coin tables (catalogue, tracked set); bootstrap sets it
 
     @property
     def tracked(self) -> TrackedCoins:
+        """The coins of the configuration (COINS): the initial tracked set."""
         return self.settings.tracked
 
     def update_context(self) -> UpdateContext:
-        """What `run_update` needs, with the claim lengths of this deployment's time budget."""
+        """What `run_update` needs: the tracked set as the store holds it now (one small read, so coins
+        tracked at run time are fetched at once), the claim lengths of this deployment's time budget."""
         budget = self.settings.budget
-        return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked, self.clock,
+        return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked_now(), self.clock,
                              slot_done_ttl=budget.slot_done_ttl,
                              fetch_claim_ttl=timedelta(seconds=budget.fetch_claim_seconds),
                              max_cooldown=budget.max_cooldown)
+
+    @property
+    def registry(self) -> CoinRegistry:
+        assert self.coins is not None, "built by bootstrap()"
+        return self.coins
+
+    def tracked_now(self) -> TrackedCoins:
+        """The tracked set as the store holds it now (seeded from COINS when empty). Raises StorageUnavailable."""
+        return current_tracked(self.registry, self.tracked)
+
+    def catalog(self) -> StoredCatalog:
+        """CoinGecko's catalogue, cached in the store (fetched through this process's CoinGecko client)."""
+        return StoredCatalog(_catalog_fetcher(self.settings), self.registry, self.clock)
 
     def close(self) -> None:
         for part in (self.repo, self.bus, self.claims, self.source):
@@ -61,7 +78,7 @@ class Services:
 
 def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source: PriceSource | None = None,
               bus: UpdateBus | None = None, claims: Claims | None = None,
-              clock: Callable[[], datetime] = utcnow) -> Services:
+              clock: Callable[[], datetime] = utcnow, coins: CoinRegistry | None = None) -> Services:
     """Build the services for this process; anything passed in replaces the real adapter. Connects lazily (the
     embedded redis-server is started here when no REDIS_URL is set and a Redis adapter is needed). A `bus` given
     alone brings its claims: its own Redis, or itself when it implements Claims too (tests' in-process Redis)."""
@@ -82,7 +99,9 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
         url = embedded_redis.redis_url(settings.redis_url, settings.data_dir)
         bus = bus if bus is not None else RedisUpdateBus(url)
         claims = claims if claims is not None else RedisClaims(url)
-    return Services(settings, repo, source, bus, claims, clock)
+    if coins is None:
+        coins = make_coin_registry(repo)
+    return Services(settings, repo, source, bus, claims, clock, coins)
 
 
 def broker_url(settings: Settings) -> str:
@@ -134,22 +153,29 @@ def log_format(role: str) -> str:
     return f"%(asctime)s %(levelname)s [{role}] %(name)s: %(message)s"
 
 
+def _catalog_fetcher(settings: Settings) -> CoinGeckoCatalog:
+    # Short timeouts: the catalogue is fetched at start and by admin requests, which must not hang on CoinGecko.
+    return CoinGeckoCatalog(CoinGeckoClient(settings.coingecko_base_url, api_key=settings.coingecko_api_key,
+                                            plan=settings.coingecko_api_plan,
+                                            connect_timeout=min(3.0, settings.upstream_connect_timeout_seconds),
+                                            read_timeout=min(10.0, settings.upstream_read_timeout_seconds),
+                                            max_response_bytes=settings.upstream_max_response_bytes))
+
+
 def check_tracked_coins(settings: Settings) -> None:
-    """COINS and VS_CURRENCIES against CoinGecko's lists (cached a day in DATA_DIR): an unknown value stops the
-    process with one line naming the variable (exit 2). CoinGecko unreachable: one warning, and it starts."""
-    client = CoinGeckoClient(settings.coingecko_base_url, api_key=settings.coingecko_api_key,
-                             plan=settings.coingecko_api_plan,
-                             connect_timeout=min(3.0, settings.upstream_connect_timeout_seconds),
-                             read_timeout=min(10.0, settings.upstream_read_timeout_seconds),
-                             max_response_bytes=settings.upstream_max_response_bytes)
-    catalog = CachedCoinGeckoCatalog(client, settings.data_dir / "coingecko-catalog.json")
+    """COINS and VS_CURRENCIES against CoinGecko's lists (cached a day in the store, one copy for every process):
+    an unknown value stops the process with one line naming the variable (exit 2). CoinGecko or the store
+    unreachable: one warning, and it starts."""
+    repo = make_repository(settings)
+    fetcher = _catalog_fetcher(settings)
     try:
-        check_tracked(settings.tracked, catalog)
+        check_tracked(settings.tracked, StoredCatalog(fetcher, make_coin_registry(repo), utcnow))
     except ConfigError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        catalog.close()
+        fetcher.close()
+        repo.close()  # before any fork: children open their own connections
 
 
 def configure_logging(settings: Settings, role: str = "web") -> None:

@@ -295,7 +295,7 @@ def run(settings: Settings) -> int:
         redis.ensure()
     else:
         prepare(settings)
-    check_tracked_coins(settings)  # fetched once here; the children find CoinGecko's lists cached in DATA_DIR
+    check_tracked_coins(settings)  # fetched once here; the children find CoinGecko's lists cached in the store
     announce(settings, "supervisor")
     init_storage(settings)
     _forget_dead_runs(settings, settings.redis_url or embedded_redis.embedded_url(settings.data_dir))

@@ -21,6 +21,7 @@ DEFAULT_COINS = "bitcoin,ethereum,matic-network"
 
 _COIN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _CURRENCY = re.compile(r"^[a-z]{2,10}$")
+ADMIN_TOKEN_MIN_LENGTH = 16  # a guessable token would guard nothing
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -56,6 +57,9 @@ class Settings:
     # CORS_ORIGINS: browser origins allowed to read the public GET routes cross-origin: ("*",) any, () none, or
     # exact origins such as https://dash.example.com. Admin routes never get CORS (app/api/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
+    # ADMIN_TOKEN: the bearer token of the admin routes (POST/DELETE /api/v1/coins), at least 16 characters; None =
+    # those routes answer 403. Never logged.
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -100,6 +104,7 @@ class Settings:
             retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
             cors_origins=_origins(get),
+            admin_token=_admin_token(get),
         )
         return settings
 
@@ -136,6 +141,14 @@ class Settings:
         store = f"MongoDB ({_redact(self.mongodb_uri)})" if self.mongodb_uri else f"SQLite ({self.sqlite_path})"
         broker = f"Redis ({_redact(self.redis_url)})" if self.redis_url else f"embedded Redis (under {self.data_dir})"
         return f"store: {store}; broker: {broker}"
+
+
+def _admin_token(get) -> str | None:
+    token = get("ADMIN_TOKEN")
+    if token is not None and len(token) < ADMIN_TOKEN_MIN_LENGTH:
+        raise ConfigError("ADMIN_TOKEN", f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters (e.g. the output "
+                                         "of: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
 
 
 def _redact(url: str | None) -> str:

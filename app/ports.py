@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from app.domain.coins import Catalog
 from app.domain.history import OhlcBucket
 from app.domain.model import Observation
 
@@ -58,6 +59,46 @@ class PriceRepository(Protocol):
 class CatalogSource(Protocol):
     def load(self) -> tuple[set[str], set[str]]:
         """(every CoinGecko coin id, every supported vs-currency). Raises an UpstreamError subclass."""
+
+
+class CatalogFetcher(Protocol):
+    def fetch_catalog(self, fetched_at: datetime) -> Catalog:
+        """CoinGecko's whole coin list and supported vs-currencies, now. Raises an UpstreamError subclass."""
+
+
+class CoinRegistry(Protocol):
+    """The store's coin tables: CoinGecko's catalogue as last fetched, and the set of coins tracked at run time.
+    Every method raises StorageUnavailable when the store cannot be reached."""
+
+    def ensure_schema(self) -> None:
+        """Create the tables/collections if missing. Idempotent."""
+
+    def catalog_fetched_at(self) -> datetime | None:
+        """When the stored catalogue was fetched, or None when none is stored. One small read."""
+
+    def load_catalog(self) -> Catalog | None:
+        """The stored catalogue, or None."""
+
+    def save_catalog(self, catalog: Catalog) -> None:
+        """Replace the stored catalogue with `catalog`. Readers see the old one or the new one. Idempotent."""
+
+    def tracked_coins(self) -> list[str]:
+        """The tracked public ids in the order they were added (empty: never seeded)."""
+
+    def seed_tracked(self, coins: Sequence[str]) -> bool:
+        """Store `coins` as the tracked set only if none is stored. True when this call seeded it."""
+
+    def track(self, coin: str) -> bool:
+        """Add a coin to the tracked set. True when it was not tracked. Idempotent."""
+
+    def untrack(self, coin: str) -> bool:
+        """Remove a coin from the tracked set. True when it was tracked. Idempotent."""
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable if the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections (usable again afterwards)."""
 
 
 class UpdateBus(Protocol):

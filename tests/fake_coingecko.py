@@ -40,6 +40,9 @@ COINS: dict[str, Coin] = {
     "solana": Coin("sol", "Solana", 100.0, 440_000_000, 0.07, 0.007, 2),
     "tether": Coin("usdt", "Tether", 1.0, 95_000_000_000, 0.5, 0.0002, 5),
     "matic-network": Coin("matic", "Polygon", 0.45, 0, 0.0, 0.0, 0),
+    # Symbols are not unique (ref §2): another "eth", as in the real list. step 0: it draws nothing from the seeded
+    # random path, so the other coins' prices stay what they were before it was added.
+    "ethereum-wormhole": Coin("eth", "Ethereum (Wormhole)", 2200.0, 100_000, 0.01, 0.0, 0),
 }
 # Known id that CoinGecko no longer prices: /simple/price answers {"matic-network": {}} (ref §5, §6).
 DEPRECATED = frozenset({"matic-network"})

@@ -17,7 +17,11 @@ ERROR_STATUSES = {
     400: "Bad parameter (`invalid_query`; the message and `details` name it and the allowed values)",
     404: "Untracked coin or currency (`unknown_coin`, `unknown_currency`; the message lists the tracked ones)",
     503: "No data yet (`no_data`, saying why) or the store unreachable; `Retry-After` says when to come back",
+    401: "Admin route without `Authorization: Bearer <ADMIN_TOKEN>` (`admin_token_missing`)",
+    403: "Wrong admin token, or ADMIN_TOKEN not configured (`admin_forbidden`)",
+    409: "The change would leave no coin tracked (`tracking_conflict`)",
 }
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminToken": []}]
 FRESHNESS_HEADERS = {
     "X-Data-Stale": ("`true` once the data is older than two update intervals", "string"),
     "X-Data-Fetched-At": ("when the platform fetched the record (ISO-8601)", "string"),
@@ -65,10 +69,32 @@ OPERATIONS: dict[str, dict] = {
     "/api/v1/stats": _contract("Stats", "The same as /stats (versioned path)"),
     "/api/v1/deviation": _contract("Deviation", "The same as /deviation (versioned path)"),
     "/api/v1/coins": {"get": {
-        "tags": ["data"], "summary": "Every tracked coin's latest figures and freshness (from memory)",
+        "tags": ["data"], "summary": "Every tracked coin: id, symbol, name, aliases, latest figures (from memory)",
         "parameters": [{"in": "query", "schema": schemas.CoinsQuerySchema}],
-        "responses": {"200": _json("CoinList", "One entry per tracked coin, in configuration order"),
-                      **_errors(400)}}},
+        "responses": {"200": _json("CoinList", "One entry per tracked coin, in the order they were tracked"),
+                      **_errors(400)}},
+        "post": {
+        "tags": ["admin"], "summary": "Track a coin from the next update on (admin token)",
+        "security": ADMIN_SECURITY,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "TrackBody"}}},
+        "responses": {"201": _json("Tracked", "Tracked now"), "200": _json("Tracked", "Already tracked"),
+                      **_errors(400, 401, 403), "404": _json("Error", "Not a CoinGecko id (`unknown_coin`; "
+                                                                      "`details.candidates` the closest ids)"),
+                      "503": _json("Error", "The store, or CoinGecko's coin list, unreachable")}}},
+    "/api/v1/coins/{coin}": {"get": {
+        "tags": ["data"], "summary": "One tracked coin, the same fields as in /api/v1/coins",
+        "parameters": [COIN_PATH, {"in": "query", "schema": schemas.CoinsQuerySchema}],
+        "responses": {"200": _json("Coin", "The coin"), **_errors(400, 404)}},
+        "delete": {
+        "tags": ["admin"], "summary": "Stop tracking a coin (admin token); its stored records stay",
+        "security": ADMIN_SECURITY, "parameters": [COIN_PATH],
+        "responses": {"200": _json("Tracked", "No longer tracked"), **_errors(401, 403, 404, 409, 503)}}},
+    "/api/v1/search": {"get": {
+        "tags": ["data"], "summary": "CoinGecko coins by id, symbol or name (its /coins/list, cached a day)",
+        "parameters": [{"in": "query", "name": "q", "required": True, "schema": {"type": "string"},
+                        "description": "an id, symbol or name (or their start)"}],
+        "responses": {"200": _json("Search", "Exact id first; `ambiguous` when a symbol names several coins"),
+                      **_errors(400, 503)}}},
     "/api/v1/coins/{coin}/history": {"get": {
         "tags": ["data"], "summary": "OHLC buckets of a coin from the stored records (empty buckets: n 0, nulls)",
         "parameters": [COIN_PATH, {"in": "query", "schema": schemas.HistoryQuerySchema}],
@@ -101,7 +127,9 @@ OPERATIONS: dict[str, dict] = {
                                                     "content": {"application/json": {"schema": {"type": "object"}}}}}}},
 }
 SCHEMAS = {"Error": schemas.ErrorSchema, "Stats": schemas.StatsSchema, "Deviation": schemas.DeviationSchema,
-           "CoinSummary": schemas.CoinSummarySchema, "CoinList": schemas.CoinListSchema,
+           "CoinSummary": schemas.CoinSummarySchema, "Coin": schemas.CoinSchema, "CoinList": schemas.CoinListSchema,
+           "TrackBody": schemas.TrackBodySchema, "Tracked": schemas.TrackedSchema,
+           "Search": schemas.SearchSchema,
            "Bucket": schemas.BucketSchema, "History": schemas.HistorySchema, "CoinStats": schemas.CoinStatsSchema,
            "Health": schemas.HealthSchema, "Readiness": schemas.ReadinessSchema}
 DESCRIPTION = ("Cryptocurrency statistics kept fresh from CoinGecko. Every failure is JSON in one shape: "
@@ -124,6 +152,8 @@ def build_spec(app) -> dict:
     for path, operations in OPERATIONS.items():
         if path in present:
             spec.path(path=path, operations=copy.deepcopy(operations))  # apispec edits them
+    spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer",
+                                                    "description": "ADMIN_TOKEN"})
     document = spec.to_dict()
     tracked = extensions.services(app).tracked
     # The tracked coins and currencies are configuration: say which they are (other values answer 404 or 400).

@@ -35,6 +35,30 @@ class InvalidQuery(AppError):
     code = "invalid_query"
 
 
+class InvalidBody(AppError):
+    """A request body is not JSON, or not the object the route expects."""
+
+    code = "invalid_body"
+
+
+class AdminTokenMissing(AppError):
+    """An admin route was called without `Authorization: Bearer <ADMIN_TOKEN>`."""
+
+    code = "admin_token_missing"
+
+
+class AdminForbidden(AppError):
+    """An admin route was called with a wrong token, or ADMIN_TOKEN is not configured (then no one may)."""
+
+    code = "admin_forbidden"
+
+
+class TrackingConflict(AppError):
+    """The tracked set cannot change that way (e.g. removing its last coin: an update would fetch nothing)."""
+
+    code = "tracking_conflict"
+
+
 class UnknownCoin(AppError):
     """The coin asked for is not one the platform tracks."""
 

@@ -80,6 +80,20 @@ class TrackedCoins:
             )
         return vs_currency
 
+    def with_coins(self, public_ids: Iterable[str]) -> "TrackedCoins":
+        """The same currencies and aliases over another set of public ids (the tracked set changed at run time)."""
+        return TrackedCoins(tuple(dict.fromkeys(public_ids)), self.vs_currencies, dict(self.aliases))
+
+    def aliases_of(self, public_id: str) -> list[dict[str, object]]:
+        """The other ids a tracked coin answers to, each marked deprecated when it is the old id of a coin that
+        CoinGecko renamed (every entry of COIN_ALIASES is: matic-network is POL's former id)."""
+        source = self.source_id(public_id)
+        found = [{"id": old, "fetched_as": new, "deprecated": True} for old, new in self.aliases.items()
+                 if new == source and old != public_id]
+        if source != public_id:
+            found.insert(0, {"id": public_id, "fetched_as": source, "deprecated": True})
+        return found
+
     def pairs(self) -> Iterable[tuple[str, str]]:
         for coin in self.source_ids():
             for vs in self.vs_currencies:

@@ -13,6 +13,7 @@ from app.api import create_app
 from app.api.openapi import openapi_path
 from app.bootstrap import bootstrap
 from app.config import Settings
+from app.domain.coins import Catalog, CatalogEntry
 from app.storage.sqlite import SqlitePriceRepository
 from tests.fakes import T0, FakeBus, FakeClock, FakePriceSource, obs
 
@@ -89,6 +90,9 @@ def _app_with_data(tmp_path_factory):
             repo.add_batch([obs(coin, 40000 + 100 * i, T0 - timedelta(hours=i), vs=vs, market_cap=None if i % 7
                                 else 8e8) for i in range(48)])
     services = bootstrap(app_settings, repo=repo, source=FakePriceSource(), bus=FakeBus(), clock=FakeClock())
+    # CoinGecko's catalogue as cached in the store today (search and tracking read it; nothing calls CoinGecko).
+    services.registry.save_catalog(Catalog(tuple(CatalogEntry(c, c[:3], c.title()) for c in (
+        "bitcoin", "ethereum", "polygon-ecosystem-token", "matic-network", "solana")), frozenset({"usd", "eur"}), T0))
     app = create_app(services=services, background=False)
     extensions.view(app).refresh()
     return app
