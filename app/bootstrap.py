@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
@@ -13,7 +13,8 @@ from app import broker
 from app.config import Settings
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
-from app.ports import PriceRepository, PriceSource, UpdateBus
+from app.counters import RedisCounters
+from app.ports import BackfillState, PriceRepository, PriceSource, UpdateBus, UsageCounter
 from app.storage import make_repository
 from app.services.catalog import check_tracked
 from app.upstream.catalog import CachedCoinGeckoCatalog
@@ -35,13 +36,15 @@ class Services:
     source: PriceSource
     bus: UpdateBus
     clock: Callable[[], datetime]
+    counters: "UsageCounter | BackfillState | None" = None  # RedisCounters: usage counts, backfill progress
+    jobs: "JobQueue | None" = field(default=None, repr=False)  # queues Celery tasks by name (the web's backfill)
 
     @property
     def tracked(self) -> TrackedCoins:
         return self.settings.tracked
 
     def close(self) -> None:
-        for part in (self.repo, self.bus, self.source):
+        for part in (self.repo, self.bus, self.source, self.counters):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -50,18 +53,53 @@ class Services:
 def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source: PriceSource | None = None,
               bus: UpdateBus | None = None, clock: Callable[[], datetime] = utcnow) -> Services:
     """Build the services for this process; anything passed in replaces the real adapter. Connects lazily."""
+    url = broker.redis_url(settings.redis_url, settings.data_dir)
+    counters = RedisCounters(url)
     if repo is None:
         repo = make_repository(settings)
     if source is None:
-        source = CoinGeckoClient(
-            settings.coingecko_base_url, api_key=settings.coingecko_api_key, plan=settings.coingecko_api_plan,
-            connect_timeout=settings.upstream_connect_timeout_seconds,
-            read_timeout=settings.upstream_read_timeout_seconds, clock=clock,
-            max_response_bytes=settings.upstream_max_response_bytes,
-        )
+        source = coingecko_client(settings, counters, clock=clock)
     if bus is None:
-        bus = broker.RedisUpdateBus(broker.redis_url(settings.redis_url, settings.data_dir))
-    return Services(settings, repo, source, bus, clock)
+        bus = broker.RedisUpdateBus(url)
+    return Services(settings, repo, source, bus, clock, counters, JobQueue(url))
+
+
+def coingecko_client(settings: Settings, counters: UsageCounter | None, clock: Callable[[], datetime] = utcnow,
+                     **timeouts: float) -> CoinGeckoClient:
+    """The CoinGecko client of this process, every request of it counted in `counters` (GET /api/v1/usage)."""
+    on_call = (lambda status: counters.count_call(status, clock())) if counters is not None else None
+    return CoinGeckoClient(
+        settings.coingecko_base_url, api_key=settings.coingecko_api_key, plan=settings.coingecko_api_plan,
+        connect_timeout=timeouts.get("connect_timeout", settings.upstream_connect_timeout_seconds),
+        read_timeout=timeouts.get("read_timeout", settings.upstream_read_timeout_seconds), clock=clock,
+        max_response_bytes=settings.upstream_max_response_bytes, on_call=on_call,
+    )
+
+
+class JobQueue:
+    """Sends a task to the worker by its name over the broker, so the web queues work without importing tasks/
+    (the import-linter contract keeps them apart). Raises BrokerUnavailable when Redis cannot take it."""
+
+    QUEUE = "cryptostats"  # tasks/celery_app.py's task_default_queue
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._celery = None
+
+    def send(self, name: str, kwargs: dict) -> None:
+        from celery import Celery
+        from kombu.exceptions import OperationalError
+
+        from app.domain.errors import BrokerUnavailable
+
+        if self._celery is None:
+            self._celery = Celery("cryptostats", broker=broker.kombu_url(self.redis_url),
+                                  broker_connection_retry_on_startup=False, broker_connection_max_retries=1,
+                                  task_default_queue=self.QUEUE)
+        try:
+            self._celery.send_task(name, kwargs=kwargs, queue=self.QUEUE, retry=False)
+        except OperationalError as exc:
+            raise BrokerUnavailable(f"cannot queue {name}: {exc.__class__.__name__}") from exc
 
 
 def read_environment() -> Mapping[str, str]:
@@ -110,11 +148,9 @@ def log_format(role: str) -> str:
 def check_tracked_coins(settings: Settings) -> None:
     """COINS and VS_CURRENCIES against CoinGecko's lists (cached a day in DATA_DIR): an unknown value stops the
     process with one line naming the variable (exit 2). CoinGecko unreachable: one warning, and it starts."""
-    client = CoinGeckoClient(settings.coingecko_base_url, api_key=settings.coingecko_api_key,
-                             plan=settings.coingecko_api_plan,
-                             connect_timeout=min(3.0, settings.upstream_connect_timeout_seconds),
-                             read_timeout=min(10.0, settings.upstream_read_timeout_seconds),
-                             max_response_bytes=settings.upstream_max_response_bytes)
+    counters = RedisCounters(broker.redis_url(settings.redis_url, settings.data_dir))
+    client = coingecko_client(settings, counters, connect_timeout=min(3.0, settings.upstream_connect_timeout_seconds),
+                              read_timeout=min(10.0, settings.upstream_read_timeout_seconds))
     catalog = CachedCoinGeckoCatalog(client, settings.data_dir / "coingecko-catalog.json")
     try:
         check_tracked(settings.tracked, catalog)
@@ -123,6 +159,7 @@ def check_tracked_coins(settings: Settings) -> None:
         raise SystemExit(2) from None
     finally:
         catalog.close()
+        counters.close()
 
 
 def configure_logging(settings: Settings, role: str = "web") -> None:

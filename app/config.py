@@ -55,6 +55,10 @@ class Settings:
     # CORS_ORIGINS: browser origins allowed to read the public GET routes cross-origin: ("*",) any, () none, or
     # exact origins such as https://dash.example.com. Admin routes never get CORS (app/api/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
+    # COINGECKO_MONTHLY_CALLS: CoinGecko calls a month the plan allows (10,000 = Demo); the schedule's projection
+    # is checked against it at start (GET /api/v1/usage shows both).
+    coingecko_monthly_calls: int = 10_000
+    admin_token: str | None = field(default=None, repr=False)  # ADMIN_TOKEN: bearer token of admin routes; never logged
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -99,6 +103,8 @@ class Settings:
             retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
             cors_origins=_origins(get),
+            coingecko_monthly_calls=_int(get, "COINGECKO_MONTHLY_CALLS", 10_000, 1, 10 ** 9),
+            admin_token=get("ADMIN_TOKEN"),
         )
         return settings
 

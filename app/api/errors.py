@@ -18,6 +18,7 @@ STATUS = {
     domain.NoData: 503,
     domain.StorageUnavailable: 503,
     domain.BrokerUnavailable: 503,
+    domain.NotAuthorized: 403,
 }
 
 
@@ -56,6 +57,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(domain.AppError)
     def app_error(exc: domain.AppError):
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+        if isinstance(exc, domain.NotAuthorized) and exc.reason == "missing":
+            response = error_response(401, exc.code, exc.message, exc.details)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         if status == 500:
             log.exception("unexpected application error")
             return error_response(500, "internal_error", "internal server error")

@@ -110,3 +110,20 @@ class UpstreamRejected(UpstreamError):
 
     code = "upstream_rejected"
     transient = False
+
+
+class UpstreamHistoryLimit(UpstreamRejected):
+    """CoinGecko refused a history window beyond the plan's reach (error_code 10012: Demo and keyless see the past
+    365 days only, coingecko.md §4). Permanent: the same request fails the same way until the plan changes."""
+
+    code = "upstream_history_limit"
+
+
+class NotAuthorized(AppError):
+    """An admin request without a valid ADMIN_TOKEN (`reason`: "missing", "wrong" or "not_configured")."""
+
+    code = "not_authorized"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message, details={"reason": reason})
+        self.reason = reason

@@ -1,0 +1,48 @@
+"""Blueprint `backfill`: POST/GET /api/v1/coins/{id}/backfill (admin: queue a backfill; its progress) and
+GET /api/v1/usage (CoinGecko calls counted and projected)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.api.auth import require_admin
+from app.domain.errors import InvalidQuery, NoData
+from app.services.backfill import backfill_progress, max_days, start_backfill
+from app.services.usage import usage_report
+
+bp = Blueprint("backfill", __name__, url_prefix="/api/v1")
+TASK_NAME = "tasks.backfill_coin"  # tasks/backfill.py
+
+
+def _services():
+    return current_app.extensions["services"]
+
+
+@bp.post("/coins/<coin>/backfill")
+def queue_backfill(coin: str):
+    services = _services()
+    settings = services.settings
+    require_admin(settings.admin_token)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidQuery('the body must be a JSON object such as {"days": 365}', details={"parameter": "body"})
+    progress = start_backfill(services.counters, services.tracked, coin, body.get("days"), body.get("currency"),
+                              services.clock(), max_days(settings.coingecko_api_plan, settings.coingecko_api_key))
+    services.jobs.send(TASK_NAME, {"coin": progress.coin, "currency": progress.currency, "days": progress.days})
+    return jsonify(progress.to_dict()), 202
+
+
+@bp.get("/coins/<coin>/backfill")
+def get_backfill(coin: str):
+    services = _services()
+    progress = backfill_progress(services.counters, services.tracked, coin, request.args.get("currency") or None)
+    if progress is None:
+        raise NoData(f"no backfill of {coin!r} was asked for", details={"coin": coin})
+    return jsonify(progress.to_dict())
+
+
+@bp.get("/usage")
+def get_usage():
+    services = _services()
+    settings = services.settings
+    return jsonify(usage_report(services.counters, services.bus, settings.schedule, len(services.tracked.source_ids()),
+                                settings.coingecko_monthly_calls, services.clock()))
