@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from app.api.auth import require_admin
-from app.domain.errors import InvalidQuery, NoData
+from app.domain.backfill import BackfillProgress
+from app.domain.errors import InvalidQuery
 from app.services.backfill import backfill_progress, max_days, start_backfill
 from app.services.usage import usage_report
 
@@ -35,8 +36,10 @@ def queue_backfill(coin: str):
 def get_backfill(coin: str):
     services = _services()
     progress = backfill_progress(services.counters, services.tracked, coin, request.args.get("currency") or None)
-    if progress is None:
-        raise NoData(f"no backfill of {coin!r} was asked for", details={"coin": coin})
+    if progress is None:  # never asked for: nothing to report, which is no fault
+        progress = BackfillProgress(services.tracked.resolve(coin),
+                                    services.tracked.resolve_currency(request.args.get("currency") or None), 0,
+                                    state="none")
     return jsonify(progress.to_dict())
 
 

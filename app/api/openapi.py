@@ -61,7 +61,7 @@ def _html(summary: str) -> dict:
 
 BACKFILL_PROGRESS = {"type": "object", "properties": {
     "coin": {"type": "string"}, "currency": {"type": "string"}, "days": {"type": "integer"},
-    "state": {"type": "string", "enum": ["queued", "running", "waiting", "done", "failed"]},
+    "state": {"type": "string", "enum": ["none", "queued", "running", "waiting", "done", "failed"]},
     "chunks_total": {"type": "integer"}, "chunks_done": {"type": "integer"}, "chunks_fetched": {"type": "integer"},
     "records_stored": {"type": "integer"}, "last_error": {"type": ["object", "null"]},
     "wait_until": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]}}}

@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from app.domain.errors import BrokerUnavailable
 from app.domain.schedule import CronSchedule
 from app.ports import UpdateBus, UsageCounter
 from app.services.polling import COOLDOWN_KEY
@@ -78,9 +79,15 @@ def budget_warning(schedule: CronSchedule, coin_count: int, budget: int, now: da
 
 def usage_report(counter: UsageCounter, bus: UpdateBus, schedule: CronSchedule, coin_count: int, budget: int,
                  now: datetime) -> dict[str, Any]:
-    """What GET /api/v1/usage answers. Raises BrokerUnavailable when Redis cannot be read."""
-    counts = counter.usage(now)
-    cooldown = bus.remaining(COOLDOWN_KEY)
+    """What GET /api/v1/usage answers. Redis unreachable: the counts and the cooldown are null (unknown), and
+    `error` says so; the projection needs no Redis."""
+    error = None
+    try:
+        counts: dict[str, int | None] = dict(counter.usage(now))
+        cooldown = bus.remaining(COOLDOWN_KEY)
+    except BrokerUnavailable as exc:
+        counts, cooldown = {"minute": None, "month": None, "rate_limited_month": None}, None
+        error = {"code": exc.code, "message": "Redis is unreachable: the counts are unknown"}
     projected = projected_month_calls(schedule, coin_count, now)
     return {
         "calls_this_minute": counts["minute"],
@@ -91,4 +98,5 @@ def usage_report(counter: UsageCounter, bus: UpdateBus, schedule: CronSchedule, 
         "projection": {"schedule": schedule.expression, "coins": coin_count, "calls": projected,
                        "budget": budget, "over_budget_by": max(0, projected - budget),
                        "warning": budget_warning(schedule, coin_count, budget, now)},
+        "error": error,
     }
