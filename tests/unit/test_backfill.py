@@ -155,3 +155,27 @@ def test_backfilled_records_never_change_the_latest_or_the_last_100_polled():
     _run(FakeHistorySource(), repo, state, bus, days=30)
 
     assert (repo.latest("bitcoin", "usd"), repo.last_n("bitcoin", "usd", 100)) == before
+
+
+def test_the_fake_serves_coingeckos_range_shape_and_refuses_beyond_365_days_with_10012():
+    from app.upstream.coingecko import CoinGeckoClient
+    from tests.fake_coingecko import FakeCoinGecko
+
+    now = datetime.now(timezone.utc)
+    with FakeCoinGecko() as fake:
+        client = CoinGeckoClient(fake.base_url)
+        hourly = client.fetch_range("bitcoin", "usd", now - timedelta(days=10), now - timedelta(days=9))
+        body = requests_get(f"{fake.base_url}/coins/bitcoin/market_chart/range?vs_currency=usd"
+                            f"&from={int((now - timedelta(days=200)).timestamp())}&to={int(now.timestamp())}")
+        with pytest.raises(UpstreamHistoryLimit, match="365"):
+            client.fetch_range("bitcoin", "usd", now - timedelta(days=400), now - timedelta(days=300))
+
+    assert {o.observed_at.minute for o in hourly} == {0} and 23 <= len(hourly) <= 24
+    assert set(body) == {"prices", "market_caps", "total_volumes"}
+    assert {p[0] % 86_400_000 for p in body["prices"]} == {0}  # over 90 days: daily points at 00:00 UTC
+
+
+def requests_get(url):
+    import requests
+
+    return requests.get(url, timeout=5).json()
