@@ -7,14 +7,14 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from app import broker
 from app.config import Settings
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
 from app.counters import RedisCounters
-from app.ports import BackfillState, PriceRepository, PriceSource, UpdateBus, UsageCounter
+from app.ports import Counters, HistorySource, PriceRepository, PriceSource, UpdateBus, UsageCounter
 from app.storage import make_repository
 from app.services.catalog import check_tracked
 from app.upstream.catalog import CachedCoinGeckoCatalog
@@ -36,15 +36,16 @@ class Services:
     source: PriceSource
     bus: UpdateBus
     clock: Callable[[], datetime]
-    counters: "UsageCounter | BackfillState | None" = None  # RedisCounters: usage counts, backfill progress
-    jobs: "JobQueue | None" = field(default=None, repr=False)  # queues Celery tasks by name (the web's backfill)
+    counters: Counters = field(default=None, repr=False)  # type: ignore[assignment]  # usage counts, backfill progress
+    jobs: "JobQueue" = field(default=None, repr=False)  # type: ignore[assignment]  # queues Celery tasks by name
+    history: HistorySource = field(default=None, repr=False)  # type: ignore[assignment]  # CoinGecko's past
 
     @property
     def tracked(self) -> TrackedCoins:
         return self.settings.tracked
 
     def close(self) -> None:
-        for part in (self.repo, self.bus, self.source, self.counters):
+        for part in (self.repo, self.bus, self.source, self.counters, self.history):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -57,11 +58,13 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
     counters = RedisCounters(url)
     if repo is None:
         repo = make_repository(settings)
+    client = coingecko_client(settings, counters, clock=clock)
     if source is None:
-        source = coingecko_client(settings, counters, clock=clock)
+        source = client
     if bus is None:
         bus = broker.RedisUpdateBus(url)
-    return Services(settings, repo, source, bus, clock, counters, JobQueue(url))
+    history = source if hasattr(source, "fetch_range") else client  # a fake price source: the real history
+    return Services(settings, repo, source, bus, clock, counters, JobQueue(url), history)  # type: ignore[arg-type]
 
 
 def coingecko_client(settings: Settings, counters: UsageCounter | None, clock: Callable[[], datetime] = utcnow,
@@ -84,7 +87,7 @@ class JobQueue:
 
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self._celery = None
+        self._celery: Any = None
 
     def send(self, name: str, kwargs: dict) -> None:
         from celery import Celery

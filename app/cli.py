@@ -70,7 +70,7 @@ def backfill(settings: Settings, coin: str, days: int, currency: str | None) -> 
         services.repo.ensure_schema()
         progress = start_backfill(services.counters, services.tracked, coin, days, currency, services.clock(),
                                   max_days(settings.coingecko_api_plan, settings.coingecko_api_key))
-        progress = run_backfill(services.source, services.repo, services.counters, services.counters, services.bus,
+        progress = run_backfill(services.history, services.repo, services.counters, services.counters, services.bus,
                                 progress.coin, progress.currency, progress.days, services.clock, time.sleep,
                                 max_cooldown=settings.update_interval)
     except AppError as exc:

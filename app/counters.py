@@ -90,7 +90,8 @@ class RedisCounters:
 
     def held_chunks(self, coin: str, vs_currency: str) -> set[str]:
         with self._errors("read"):
-            return {m.decode() for m in self.client.smembers(self._chunks_key(coin, vs_currency))}
+            members = self.client.smembers(self._chunks_key(coin, vs_currency))
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     def mark_held(self, coin: str, vs_currency: str, chunk_key: str) -> None:
         with self._errors("write"):

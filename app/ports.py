@@ -124,3 +124,10 @@ class UsageCounter(Protocol):
     def usage(self, now: datetime) -> dict[str, int]:
         """{"minute": calls this UTC minute, "month": calls this UTC month, "rate_limited_month": 429s this month}.
         Raises BrokerUnavailable."""
+
+
+class Counters(UsageCounter, BackfillState, Protocol):
+    """Both, from one Redis adapter (app.counters.RedisCounters)."""
+
+    def close(self) -> None:
+        """Close connections."""

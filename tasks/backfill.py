@@ -22,7 +22,7 @@ def backfill_coin(self, coin: str, currency: str, days: int):
     redelivered (acks_late), and the step is taken again, storing only what is missing."""
     s = services()
     try:
-        step = backfill_step(s.source, s.repo, s.counters, s.counters, s.bus, coin, currency, days, s.clock,
+        step = backfill_step(s.history, s.repo, s.counters, s.counters, s.bus, coin, currency, days, s.clock,
                              max_cooldown=settings.update_interval)
     except BrokerUnavailable as exc:
         log.warning("backfill of %s/%s cannot read its progress (%s); trying again in 30 s", coin, currency,
