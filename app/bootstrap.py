@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 from app import broker
 from app.config import Settings
+from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
 from app.counters import RedisCounters
@@ -167,7 +168,9 @@ def check_tracked_coins(settings: Settings) -> None:
 
 def configure_logging(settings: Settings, role: str = "web") -> None:
     """LOG_LEVEL and the common format for a process without its own logging set-up (the web under gunicorn has
-    its handlers from gunicorn.conf.py already: then only the level is set)."""
+    its handlers from gunicorn.conf.py already: then only the level is set). Every record is redacted: no secret,
+    host or path of the deployment in a log line."""
+    install_log_redaction(settings)
     root = logging.getLogger()
     if root.handlers:
         root.setLevel(settings.log_level)

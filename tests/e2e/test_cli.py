@@ -122,3 +122,14 @@ def test_log_level_reaches_the_web_gunicorn_and_the_worker_in_one_format(env, le
         assert "Starting gunicorn" not in web.output  # gunicorn's INFO lines too
         # The worker's lines about a run carry its task id.
         assert re.search(r"WARNING \[worker [0-9a-f-]{36}\] tasks\.store_crypto_stats: update failed", worker.output)
+
+
+def test_no_password_host_or_path_of_the_deployment_reaches_a_log_line(env):
+    """The drivers name what they know (PyMongo its hosts, SQLite its file); the log says which variable instead."""
+    uri = "mongodb://admin:hunter2@db-7.invalid:27017,db-8.invalid:27018/cryptostats?replicaSet=rs0"
+    result = cli({**env, "MONGODB_URI": uri, "COINGECKO_API_KEY": "CG-abcdefghijklmnop"}, "init-storage")
+    assert result.returncode == 1
+    assert "init-storage failed" in result.stderr and "<MONGODB_URI host>" in result.stderr
+    for secret in ("hunter2", "admin", "db-7.invalid", "db-8.invalid", "CG-abcdefghijklmnop",
+                   str(Path(env["DATA_DIR"]).resolve())):
+        assert secret not in result.stderr, secret
