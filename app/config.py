@@ -57,6 +57,9 @@ class Settings:
     # CORS_ORIGINS: browser origins allowed to read the public GET routes cross-origin: ("*",) any, () none, or
     # exact origins such as https://dash.example.com. Admin routes never get CORS (app/api/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
+    # COINGECKO_MONTHLY_CALLS: CoinGecko calls a month the plan allows (10,000 = Demo); the schedule's projection
+    # is checked against it at start (GET /api/v1/usage shows both).
+    coingecko_monthly_calls: int = 10_000
     # ADMIN_TOKEN: the bearer token of the admin routes (POST/DELETE /api/v1/coins), at least 16 characters; None =
     # those routes answer 403. Never logged.
     admin_token: str | None = field(default=None, repr=False)
@@ -104,6 +107,7 @@ class Settings:
             retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
             cors_origins=_origins(get),
+            coingecko_monthly_calls=_int(get, "COINGECKO_MONTHLY_CALLS", 10_000, 1, 10 ** 9),
             admin_token=_admin_token(get),
         )
         return settings

@@ -32,13 +32,13 @@ class PriceRepository(Protocol):
         """Store all or nothing; records whose key exists are skipped. Returns how many were new. Idempotent."""
 
     def latest(self, coin: str, vs_currency: str) -> Observation | None:
-        """The newest record of a coin in a currency, or None."""
+        """The newest polled record (source "poll") of a coin in a currency, or None; backfilled ones are never it."""
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
-        """Up to `n` newest records, newest first."""
+        """Up to `n` newest polled records (source "poll"), newest first: a backfill never changes /deviation."""
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
-        """Records with start <= observed_at < end, oldest first."""
+        """Records of every source with start <= observed_at < end, oldest first."""
 
     def count(self) -> int:
         """How many records are stored in all."""
@@ -138,3 +138,43 @@ class Claims(Protocol):
 
     def release(self, key: str) -> None:
         """Remove a marker, whoever set it (no-op when it is not set)."""
+
+
+class HistorySource(Protocol):
+    def fetch_range(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
+        """One upstream request for a coin's history in [start, end), as backfilled observations, oldest first.
+        Raises an UpstreamError subclass (UpstreamHistoryLimit when the plan cannot reach that far back)."""
+
+
+class BackfillState(Protocol):
+    """Per coin and currency: the progress of the newest backfill, and which chunks are held for good."""
+
+    def load_progress(self, coin: str, vs_currency: str) -> dict[str, Any] | None:
+        """The progress last saved (BackfillProgress.to_dict), or None."""
+
+    def save_progress(self, coin: str, vs_currency: str, progress: dict[str, Any]) -> None:
+        """Replace the progress. Raises BrokerUnavailable."""
+
+    def held_chunks(self, coin: str, vs_currency: str) -> set[str]:
+        """Keys of the chunks stored by any backfill so far (app.domain.backfill.Chunk.key)."""
+
+    def mark_held(self, coin: str, vs_currency: str, chunk_key: str) -> None:
+        """Remember a chunk as stored, after its records are. Idempotent."""
+
+
+class UsageCounter(Protocol):
+    """CoinGecko calls counted across every process (each process's client reports each request)."""
+
+    def count_call(self, status: int | None, now: datetime) -> None:
+        """One request sent, with its HTTP status (None: no answer). Never raises."""
+
+    def usage(self, now: datetime) -> dict[str, int]:
+        """{"minute": calls this UTC minute, "month": calls this UTC month, "rate_limited_month": 429s this month}.
+        Raises BrokerUnavailable."""
+
+
+class Counters(UsageCounter, BackfillState, Protocol):
+    """Both, from one Redis adapter (app.counters.RedisCounters)."""
+
+    def close(self) -> None:
+        """Close connections."""

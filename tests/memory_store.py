@@ -8,7 +8,7 @@ from typing import Sequence
 
 from app.domain.coins import Catalog
 from app.domain.history import OhlcBucket, buckets_of
-from app.domain.model import Observation
+from app.domain.model import SOURCE_POLL, Observation
 from app.storage.registry import _from_ms, _ms
 
 
@@ -53,12 +53,15 @@ class InMemoryPriceRepository:
             rows = [o for o in self._records.values() if o.coin == coin and o.vs_currency == vs_currency]
         return sorted(rows, key=lambda o: o.observed_at)
 
+    def _polled(self, coin: str, vs_currency: str) -> list[Observation]:
+        return [o for o in self._series(coin, vs_currency) if o.source == SOURCE_POLL]
+
     def latest(self, coin: str, vs_currency: str) -> Observation | None:
-        rows = self._series(coin, vs_currency)
+        rows = self._polled(coin, vs_currency)
         return rows[-1] if rows else None
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
-        return list(reversed(self._series(coin, vs_currency)[-n:])) if n > 0 else []
+        return list(reversed(self._polled(coin, vs_currency)[-n:])) if n > 0 else []
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         return [o for o in self._series(coin, vs_currency) if start <= o.observed_at < end]

@@ -15,6 +15,7 @@ PUBLIC_READ_PATHS = (
     r"^/api/v1/search$",
     r"^/api/v1/stream$",  # the Server-Sent Events stream (EventSource works cross-origin with these headers)
     r"^/(healthz|readyz|openapi\.json)$",
+    r"^/api/v1/usage$",
 )
 # Response headers a cross-origin script may read: the freshness of /stats and /deviation, and when to retry.
 EXPOSED_HEADERS = ["Last-Modified", "X-Data-Observed-At", "X-Data-Fetched-At", "X-Data-Stale", "Retry-After",

@@ -11,7 +11,7 @@ from app.domain import errors as domain
 
 log = logging.getLogger(__name__)
 
-STATUS = {
+STATUS: dict[type[domain.AppError], int] = {
     domain.InvalidQuery: 400,
     domain.InvalidBody: 400,
     domain.AdminTokenMissing: 401,

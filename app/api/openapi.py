@@ -62,6 +62,14 @@ def _html(summary: str) -> dict:
                                           "content": {"text/html": {"schema": {"type": "string"}}}}}}}
 
 
+BACKFILL_PROGRESS = {"type": "object", "properties": {
+    "coin": {"type": "string"}, "currency": {"type": "string"}, "days": {"type": "integer"},
+    "state": {"type": "string", "enum": ["none", "queued", "running", "waiting", "done", "failed"]},
+    "chunks_total": {"type": "integer"}, "chunks_done": {"type": "integer"}, "chunks_fetched": {"type": "integer"},
+    "records_stored": {"type": "integer"}, "last_error": {"type": ["object", "null"]},
+    "wait_until": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]}}}
+
+
 # Every route of the app, by OpenAPI path. Only those the app really has are published (the test checks both ways).
 OPERATIONS: dict[str, dict] = {
     "/stats": _contract("Stats", "Newest price, market cap and 24 h change of a coin"),
@@ -115,6 +123,25 @@ OPERATIONS: dict[str, dict] = {
         "responses": {"200": {"description": "text/event-stream; each event's data is a CoinSummary",
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                       **_errors(400, 404, 503)}}},
+    "/api/v1/coins/{coin}/backfill": {
+        "post": {"tags": ["admin"], "summary": "Queue a backfill of the coin's past from CoinGecko (ADMIN_TOKEN)",
+                 "parameters": [COIN_PATH],
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "type": "object", "required": ["days"],
+                     "properties": {"days": {"type": "integer", "minimum": 1,
+                                             "description": "at most 365 on the Demo plan or without a key"},
+                                    "currency": {"type": "string"}}}}}},
+                 "responses": {"202": _json(BACKFILL_PROGRESS, "Queued: the progress as it starts"),
+                               **_errors(400, 401, 403, 404, 503)}},
+        "get": {"tags": ["data"], "summary": "Progress of the coin's newest backfill",
+                "parameters": [COIN_PATH, {"in": "query", "name": "currency", "schema": {"type": "string"}}],
+                "responses": {"200": _json(BACKFILL_PROGRESS, "State, chunks done of total, records stored, last "
+                                                              "error"),
+                              **_errors(404, 503)}}},
+    "/api/v1/usage": {"get": {
+        "tags": ["operations"], "summary": "CoinGecko calls this minute and month, 429s, cooldown, projection",
+        "responses": {"200": _json({"type": "object"}, "Counted in Redis across every process"),
+                      **_errors(503)}}},
     "/healthz": {"get": {"tags": ["operations"], "summary": "The process answers",
                          "responses": {"200": _json("Health", "Always while the process runs")}}},
     "/readyz": {"get": {"tags": ["operations"], "summary": "Store and Redis reachable; age of the newest data",
@@ -159,7 +186,7 @@ def build_spec(app) -> dict:
     # The tracked coins and currencies are configuration: say which they are (other values answer 404 or 400).
     enums = {"coin": list(tracked.public_ids), "currency": list(tracked.vs_currencies)}
     for item in document["paths"].values():
-        for parameter in item.get("get", {}).get("parameters", []):
+        for parameter in [p for op in item.values() if isinstance(op, dict) for p in op.get("parameters", [])]:
             if parameter["name"] in enums:
                 parameter["schema"] = {"type": "string", "enum": enums[parameter["name"]]}
     document["servers"] = [{"url": "/"}]

@@ -134,3 +134,10 @@ class UpstreamRejected(UpstreamError):
 
     code = "upstream_rejected"
     transient = False
+
+
+class UpstreamHistoryLimit(UpstreamRejected):
+    """CoinGecko refused a history window beyond the plan's reach (error_code 10012: Demo and keyless see the past
+    365 days only, coingecko.md §4). Permanent: the same request fails the same way until the plan changes."""
+
+    code = "upstream_history_limit"
