@@ -58,6 +58,31 @@ def poll_once(settings: Settings) -> int:
     return 0
 
 
+def backfill(settings: Settings, coin: str, days: int, currency: str | None) -> int:
+    """Backfill a coin in this process (no worker needed): one chunk after another, waiting out 429 cooldowns and
+    the minute budget; prints the final progress. Exit 1 when it failed (the message says why)."""
+    import time
+
+    from app.services.backfill import max_days, run_backfill, start_backfill
+
+    prepare(settings)
+    services = bootstrap(settings)
+    try:
+        services.repo.ensure_schema()
+        progress = start_backfill(services.counters, services.tracked, coin, days, currency, services.clock(),
+                                  max_days(settings.coingecko_api_plan, settings.coingecko_api_key))
+        progress = run_backfill(services.history, services.repo, services.counters, services.counters, services.claims,
+                                progress.coin, progress.currency, progress.days, services.clock, time.sleep,
+                                max_cooldown=settings.update_interval)
+    except AppError as exc:
+        log.error("backfill failed: %s", exc.message)
+        return 1
+    finally:
+        services.close()
+    print(json.dumps(progress.to_dict()), flush=True)
+    return 0 if progress.state == "done" else 1
+
+
 class Supervisor:
     """Runs web, worker and beat as child processes; restarts a child that dies; stops all on Ctrl-C/SIGTERM.
 
@@ -295,7 +320,7 @@ def run(settings: Settings) -> int:
         redis.ensure()
     else:
         prepare(settings)
-    check_tracked_coins(settings)  # fetched once here; the children find CoinGecko's lists cached in DATA_DIR
+    check_tracked_coins(settings)  # fetched once here; the children find CoinGecko's lists cached in the store
     announce(settings, "supervisor")
     init_storage(settings)
     _forget_dead_runs(settings, settings.redis_url or embedded_redis.embedded_url(settings.data_dir))
@@ -351,10 +376,17 @@ def stop(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
-    parser.add_argument("command", choices=("run", "init-storage", "poll-once", "stop"))
+    parser.add_argument("command", choices=("run", "init-storage", "poll-once", "stop", "backfill"))
+    parser.add_argument("--coin", help="backfill: a tracked coin id")
+    parser.add_argument("--days", type=int, default=365, help="backfill: how many past days (default 365)")
+    parser.add_argument("--currency", help="backfill: one of VS_CURRENCIES (default: the first)")
     args = parser.parse_args(argv)
     settings = load_settings(read_environment())  # ./.env too; the real environment wins
     configure_logging(settings, "supervisor" if args.command == "run" else "cli")
+    if args.command == "backfill":
+        if not args.coin:
+            parser.error("backfill needs --coin")
+        return backfill(settings, args.coin, args.days, args.currency)
     commands = {"run": run, "init-storage": init_storage, "poll-once": poll_once, "stop": stop}
     return commands[args.command](settings)
 

@@ -21,6 +21,7 @@ DEFAULT_COINS = "bitcoin,ethereum,matic-network"
 
 _COIN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _CURRENCY = re.compile(r"^[a-z]{2,10}$")
+ADMIN_TOKEN_MIN_LENGTH = 16  # a guessable token would guard nothing
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -65,6 +66,12 @@ class Settings:
     # client), a hop count (1 on Render and Heroku), or addresses/CIDRs of the proxies.
     trusted_proxies: int | tuple[str, ...] = ()
     log_format: str = "text"  # LOG_FORMAT: text (one line per record) | json (one JSON object per line)
+    # COINGECKO_MONTHLY_CALLS: CoinGecko calls a month the plan allows (10,000 = Demo); the schedule's projection
+    # is checked against it at start (GET /api/v1/usage shows both).
+    coingecko_monthly_calls: int = 10_000
+    # ADMIN_TOKEN: the bearer token of the admin routes (POST/DELETE /api/v1/coins), at least 16 characters; None =
+    # those routes answer 403. Never logged.
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -113,6 +120,8 @@ class Settings:
             rate_limit=_rate_limit(get),
             trusted_proxies=_trusted_proxies(get),
             log_format=_choice(get, "LOG_FORMAT", "TEXT", ("TEXT", "JSON")).lower(),
+            coingecko_monthly_calls=_int(get, "COINGECKO_MONTHLY_CALLS", 10_000, 1, 10 ** 9),
+            admin_token=_admin_token(get),
         )
         return settings
 
@@ -149,6 +158,14 @@ class Settings:
         store = f"MongoDB ({_redact(self.mongodb_uri)})" if self.mongodb_uri else f"SQLite ({self.sqlite_path})"
         broker = f"Redis ({_redact(self.redis_url)})" if self.redis_url else f"embedded Redis (under {self.data_dir})"
         return f"store: {store}; broker: {broker}"
+
+
+def _admin_token(get) -> str | None:
+    token = get("ADMIN_TOKEN")
+    if token is not None and len(token) < ADMIN_TOKEN_MIN_LENGTH:
+        raise ConfigError("ADMIN_TOKEN", f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters (e.g. the output "
+                                         "of: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
 
 
 def _redact(url: str | None) -> str:

@@ -30,7 +30,7 @@ OBSERVED_KEY = "metrics:observed"  # hash "<coin>|<currency>" -> observed_at (Un
 LAST_SUCCESS_KEY = "metrics:last-success"  # Unix seconds of the last run that stored
 RUN_OUTCOMES = ("stored", "skipped", "failed", "retried")
 # Pre-declared label values: a series exists (at 0) before its first event, so alert rules can use rate() on it.
-KNOWN_LABELS = {"runs": RUN_OUTCOMES, "upstream": ("200", "429"), "backfill": ("stored", "failed", "skipped")}
+KNOWN_LABELS = {"runs": RUN_OUTCOMES, "upstream": ("200", "429"), "backfill": ("stored", "retried", "failed")}
 SCRAPE_TIMEOUT_SECONDS = 1.0  # a scrape must answer even when Redis hangs
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from app.domain.coins import Catalog
 from app.domain.history import OhlcBucket
 from app.domain.model import Observation
 
@@ -31,13 +32,13 @@ class PriceRepository(Protocol):
         """Store all or nothing; records whose key exists are skipped. Returns how many were new. Idempotent."""
 
     def latest(self, coin: str, vs_currency: str) -> Observation | None:
-        """The newest record of a coin in a currency, or None."""
+        """The newest polled record (source "poll") of a coin in a currency, or None; backfilled ones are never it."""
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
-        """Up to `n` newest records, newest first."""
+        """Up to `n` newest polled records (source "poll"), newest first: a backfill never changes /deviation."""
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
-        """Records with start <= observed_at < end, oldest first."""
+        """Records of every source with start <= observed_at < end, oldest first."""
 
     def count(self) -> int:
         """How many records are stored in all."""
@@ -58,6 +59,46 @@ class PriceRepository(Protocol):
 class CatalogSource(Protocol):
     def load(self) -> tuple[set[str], set[str]]:
         """(every CoinGecko coin id, every supported vs-currency). Raises an UpstreamError subclass."""
+
+
+class CatalogFetcher(Protocol):
+    def fetch_catalog(self, fetched_at: datetime) -> Catalog:
+        """CoinGecko's whole coin list and supported vs-currencies, now. Raises an UpstreamError subclass."""
+
+
+class CoinRegistry(Protocol):
+    """The store's coin tables: CoinGecko's catalogue as last fetched, and the set of coins tracked at run time.
+    Every method raises StorageUnavailable when the store cannot be reached."""
+
+    def ensure_schema(self) -> None:
+        """Create the tables/collections if missing. Idempotent."""
+
+    def catalog_fetched_at(self) -> datetime | None:
+        """When the stored catalogue was fetched, or None when none is stored. One small read."""
+
+    def load_catalog(self) -> Catalog | None:
+        """The stored catalogue, or None."""
+
+    def save_catalog(self, catalog: Catalog) -> None:
+        """Replace the stored catalogue with `catalog`. Readers see the old one or the new one. Idempotent."""
+
+    def tracked_coins(self) -> list[str]:
+        """The tracked public ids in the order they were added (empty: never seeded)."""
+
+    def seed_tracked(self, coins: Sequence[str]) -> bool:
+        """Store `coins` as the tracked set only if none is stored. True when this call seeded it."""
+
+    def track(self, coin: str) -> bool:
+        """Add a coin to the tracked set. True when it was not tracked. Idempotent."""
+
+    def untrack(self, coin: str) -> bool:
+        """Remove a coin from the tracked set. True when it was tracked. Idempotent."""
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable if the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections (usable again afterwards)."""
 
 
 class UpdateBus(Protocol):
@@ -114,7 +155,7 @@ class Metrics(Protocol):
         price the store now has as its newest (the data age is measured from these)."""
 
     def backfill_chunk(self, outcome: str) -> None:
-        """One chunk of a history backfill ended: "stored", "failed" or "skipped"."""
+        """One chunk of a history backfill ended: "stored", "retried" (transient failure, 429) or "failed"."""
 
     def sse_clients(self, delta: int) -> None:
         """A Server-Sent Events client connected (+1) or left (-1)."""
@@ -137,3 +178,43 @@ class NullMetrics:
 
     def sse_clients(self, delta: int) -> None:
         pass
+
+
+class HistorySource(Protocol):
+    def fetch_range(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
+        """One upstream request for a coin's history in [start, end), as backfilled observations, oldest first.
+        Raises an UpstreamError subclass (UpstreamHistoryLimit when the plan cannot reach that far back)."""
+
+
+class BackfillState(Protocol):
+    """Per coin and currency: the progress of the newest backfill, and which chunks are held for good."""
+
+    def load_progress(self, coin: str, vs_currency: str) -> dict[str, Any] | None:
+        """The progress last saved (BackfillProgress.to_dict), or None."""
+
+    def save_progress(self, coin: str, vs_currency: str, progress: dict[str, Any]) -> None:
+        """Replace the progress. Raises BrokerUnavailable."""
+
+    def held_chunks(self, coin: str, vs_currency: str) -> set[str]:
+        """Keys of the chunks stored by any backfill so far (app.domain.backfill.Chunk.key)."""
+
+    def mark_held(self, coin: str, vs_currency: str, chunk_key: str) -> None:
+        """Remember a chunk as stored, after its records are. Idempotent."""
+
+
+class UsageCounter(Protocol):
+    """CoinGecko calls counted across every process (each process's client reports each request)."""
+
+    def count_call(self, status: int | None, now: datetime) -> None:
+        """One request sent, with its HTTP status (None: no answer). Never raises."""
+
+    def usage(self, now: datetime) -> dict[str, int]:
+        """{"minute": calls this UTC minute, "month": calls this UTC month, "rate_limited_month": 429s this month}.
+        Raises BrokerUnavailable."""
+
+
+class Counters(UsageCounter, BackfillState, Protocol):
+    """Both, from one Redis adapter (app.counters.RedisCounters)."""
+
+    def close(self) -> None:
+        """Close connections."""

@@ -60,6 +60,7 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
     deadline_at = datetime.fromisoformat(deadline) if deadline else run_deadline(settings.schedule, now, slot_at)
     try:
         _ensure_schema(s)
+        # The tracked set is re-read at each run (one small read): coins tracked at run time are fetched at once.
         report = run_update(s.update_context(), slot=slot_at, run_id=self.request.id)
     except (AppError, SoftTimeLimitExceeded) as caught:
         # A server that trickles bytes defeats per-read timeouts; the soft time limit ends such a run as a
@@ -94,7 +95,7 @@ def update_now_if_stale(sender=None, **_):
     s = services()
     try:
         _ensure_schema(s)
-        if not needs_startup_update(s.repo, s.tracked, s.clock(), settings.update_interval):
+        if not needs_startup_update(s.repo, s.tracked_now(), s.clock(), settings.update_interval):
             return
         if s.claims.claim(STARTUP_CLAIM, settings.budget.startup_claim_seconds):
             # The current slot exactly (not scheduled_slot's skew allowance, which near a tick would claim the

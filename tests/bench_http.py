@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print(WRK_HINT, file=sys.stderr)
         return 1
-    from app import broker
+    from app import embedded_redis as broker
     from app.bootstrap import prepare
     from app.config import Settings
     from tests.faults.test_slow_clients import Attackers

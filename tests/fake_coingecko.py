@@ -40,6 +40,9 @@ COINS: dict[str, Coin] = {
     "solana": Coin("sol", "Solana", 100.0, 440_000_000, 0.07, 0.007, 2),
     "tether": Coin("usdt", "Tether", 1.0, 95_000_000_000, 0.5, 0.0002, 5),
     "matic-network": Coin("matic", "Polygon", 0.45, 0, 0.0, 0.0, 0),
+    # Symbols are not unique (ref §2): another "eth", as in the real list. step 0: it draws nothing from the seeded
+    # random path, so the other coins' prices stay what they were before it was added.
+    "ethereum-wormhole": Coin("eth", "Ethereum (Wormhole)", 2200.0, 100_000, 0.01, 0.0, 0),
 }
 # Known id that CoinGecko no longer prices: /simple/price answers {"matic-network": {}} (ref §5, §6).
 DEPRECATED = frozenset({"matic-network"})
@@ -380,7 +383,8 @@ class FakeCoinGecko:
             down = self._down
             # A queued fault is consumed by the next price request whatever it carries (keys, params), so FIFO
             # order is easy to reason about; an outage (set_down) leaves the queue untouched.
-            fault = self._faults.popleft() if not down and endpoint in FAULTABLE and self._faults else None
+            faultable = endpoint in FAULTABLE or endpoint.endswith("/market_chart/range")
+            fault = self._faults.popleft() if not down and faultable and self._faults else None
         if down:
             return _html(503, "503", "Service Temporarily Unavailable")
         if fault is not None:
@@ -396,6 +400,8 @@ class FakeCoinGecko:
                   "/simple/supported_vs_currencies": lambda q: _json(200, list(RATES)),
                   "/coins/list": self._coins_list,
                   "/simple/price": self._simple_price, "/coins/markets": self._markets}
+        if method == "GET" and endpoint.startswith("/coins/") and endpoint.endswith("/market_chart/range"):
+            return self._market_chart_range(endpoint[len("/coins/"):-len("/market_chart/range")], query)
         if method != "GET" or endpoint not in routes:
             return _json(404, {"error": "Not Found"})
         return routes[endpoint](query)
@@ -539,6 +545,44 @@ class FakeCoinGecko:
         # Default order=market_cap_desc (other orders are not modelled); null/string market caps sort last.
         rows.sort(key=lambda r: -r["market_cap"] if _is_num(r["market_cap"]) else math.inf)
         return _json(200, rows)  # per_page/page are ignored: the catalogue is far below one page
+
+
+    # ---- history: /coins/{id}/market_chart/range ----------------------------------------------------------------
+    def _market_chart_range(self, cid: str, q: dict[str, str]) -> tuple:
+        """Points of [from, to] (UNIX seconds) on CoinGecko's automatic grid (ref §2): a 1-day window ending now ->
+        5-minute, any other window up to 90 days -> hourly (on the hour), longer -> daily (00:00 UTC). Keyless and
+        Demo (not `pro`) see the past 365 days only: an older `from` is refused with 10012, wrapped (ref §4).
+        Prices are a deterministic function of the time, so two fetches of one window agree."""
+        currency = q.get("vs_currency", "").strip().lower()
+        if currency not in RATES:
+            return _json(400, {"error": "invalid vs_currency" if currency else "Missing parameter vs_currency"})
+        try:
+            start, end = int(float(q["from"])), int(float(q["to"]))
+        except (KeyError, ValueError):
+            return _json(400, {"error": "Missing or invalid parameter from/to"})
+        with self._lock:
+            coin = COINS.get(cid) or self._extra.get(cid)
+        if coin is None:
+            return _json(404, {"error": "coin not found"})
+        now = int(time.time() + self._clock_offset)
+        if not self.pro and start < now - 365 * 86400:
+            return _json(401, {"error": {"status": {
+                "timestamp": datetime.now(timezone.utc).isoformat(), "error_code": 10012,
+                "error_message": "Your request exceeds the allowed time range. Public API users are limited to "
+                                 "querying historical data within the past 365 days. Upgrade to a paid plan to "
+                                 "enjoy full historical data access: https://www.coingecko.com/en/api/pricing. "}}})
+        span = end - start
+        step = 300 if span <= 86400 and now - end < 300 else 3600 if span <= 90 * 86400 else 86400
+        prices, caps, volumes = [], [], []
+        if cid not in DEPRECATED and end >= start:
+            rate = RATES[currency]
+            for t in range(-(-start // step) * step, min(end, now) + 1, step):
+                usd = coin.base_usd * (1 + 0.05 * math.sin(t / 86400.0))  # the same value for the same t
+                ms = t * 1000
+                prices.append([ms, usd * rate])
+                caps.append([ms, usd * coin.supply * rate])
+                volumes.append([ms, usd * coin.supply * coin.volume_ratio * rate])
+        return _json(200, {"prices": prices, "market_caps": caps, "total_volumes": volumes})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,8 +6,10 @@ import threading
 from datetime import datetime, timezone
 from typing import Sequence
 
+from app.domain.coins import Catalog
 from app.domain.history import OhlcBucket, buckets_of
-from app.domain.model import Observation
+from app.domain.model import SOURCE_POLL, Observation
+from app.storage.registry import _from_ms, _ms
 
 
 def _as_stored(o: Observation) -> Observation:
@@ -51,12 +53,15 @@ class InMemoryPriceRepository:
             rows = [o for o in self._records.values() if o.coin == coin and o.vs_currency == vs_currency]
         return sorted(rows, key=lambda o: o.observed_at)
 
+    def _polled(self, coin: str, vs_currency: str) -> list[Observation]:
+        return [o for o in self._series(coin, vs_currency) if o.source == SOURCE_POLL]
+
     def latest(self, coin: str, vs_currency: str) -> Observation | None:
-        rows = self._series(coin, vs_currency)
+        rows = self._polled(coin, vs_currency)
         return rows[-1] if rows else None
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
-        return list(reversed(self._series(coin, vs_currency)[-n:])) if n > 0 else []
+        return list(reversed(self._polled(coin, vs_currency)[-n:])) if n > 0 else []
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         return [o for o in self._series(coin, vs_currency) if start <= o.observed_at < end]
@@ -74,3 +79,72 @@ class InMemoryPriceRepository:
     def ohlc(self, coin: str, vs_currency: str, start: datetime, end: datetime,
              bucket_seconds: int) -> list[OhlcBucket]:
         return buckets_of(self.between(coin, vs_currency, start, end), bucket_seconds)
+
+    def coin_registry(self) -> "InMemoryCoinRegistry":
+        """The coin tables of this store (what make_coin_registry asks a store that is neither SQLite nor Mongo)."""
+        return InMemoryCoinRegistry()
+
+
+class InMemoryCoinRegistry:
+    """The same contract in a process's memory, for fast tests; `fail_with` simulates an outage."""
+
+    def __init__(self) -> None:
+        self._catalog: Catalog | None = None
+        self._tracked: dict[str, None] = {}
+        self._lock = threading.Lock()
+        self.fail_with: Exception | None = None
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def ensure_schema(self) -> None:
+        self._check()
+
+    def catalog_fetched_at(self) -> datetime | None:
+        self._check()
+        return self._catalog.fetched_at if self._catalog else None
+
+    def load_catalog(self) -> Catalog | None:
+        self._check()
+        return self._catalog
+
+    def save_catalog(self, catalog: Catalog) -> None:
+        self._check()
+        # As stored: whole milliseconds, like the real stores.
+        at = _from_ms(_ms(catalog.fetched_at))
+        self._catalog = Catalog(tuple(catalog.entries), frozenset(catalog.vs_currencies), at)
+
+    def tracked_coins(self) -> list[str]:
+        self._check()
+        return list(self._tracked)
+
+    def seed_tracked(self, coins: Sequence[str]) -> bool:
+        self._check()
+        with self._lock:
+            if self._tracked:
+                return False
+            self._tracked = dict.fromkeys(coins)
+            return True
+
+    def track(self, coin: str) -> bool:
+        self._check()
+        with self._lock:
+            new = coin not in self._tracked
+            self._tracked.setdefault(coin)
+            return new
+
+    def untrack(self, coin: str) -> bool:
+        self._check()
+        with self._lock:
+            if coin not in self._tracked:
+                return False
+            del self._tracked[coin]
+            return True
+
+    def ping(self) -> None:
+        self._check()
+
+    def close(self) -> None:
+        pass
+

@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import cors, dashboard, errors, guard, health, limits, metrics, openapi, stats
+from app.api import backfill, cors, dashboard, errors, guard, health, limits, metrics, openapi, search, stats
 from app.api.coins import bp as coins_bp
 from app.api.extensions import UpdateListener, init_state
 from app.bootstrap import Services, bootstrap, load_settings, rate_limit_storage
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
     app.register_blueprint(coins_bp)
+    app.register_blueprint(search.bp)
+    app.register_blueprint(backfill.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(openapi.bp)
     cors.enable(app, settings.cors_origins)

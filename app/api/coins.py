@@ -1,4 +1,5 @@
-"""Blueprint `coins`: Data API v1, GET /api/v1/coins (the tracked coins, from memory) and, from the store, one coin's
+"""Blueprint `coins`: Data API v1, GET /api/v1/coins and /api/v1/coins/{id} (the tracked coins, from memory), the
+admin routes POST /api/v1/coins and DELETE /api/v1/coins/{id} (tracking at run time) and, from the store, one coin's
 GET /api/v1/coins/{id}/history and .../stats."""
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import io
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.domain.errors import InvalidQuery, NoData
+from app.domain.errors import InvalidQuery
 from app.domain.history import BUCKET_FIELDS
 from app.services.history import coin_history, coin_statistics
 from app.api import extensions
+from app.services.tracking import check_admin, coin_id_from_body, coin_listing, public_id
 
 bp = Blueprint("coins", __name__, url_prefix="/api/v1/coins")
 FORMATS = ("json", "csv")
@@ -45,49 +47,67 @@ def _csv(history) -> Response:
     return response
 
 
-def _iso(value):
-    return value.isoformat() if value is not None else None
-
-
-@bp.get("")
-def list_coins():
-    """Every tracked coin's latest figures from the in-memory view (what the dashboard's table shows). Minimal: the
-    fields of the stream's events; a coin without data yet has nulls and `error` saying why."""
-    view = extensions.view()
+def _currency(view) -> str:
     allowed = view.tracked.vs_currencies
     currency = (_arg("currency") or allowed[0]).strip().lower()
     if currency not in allowed:  # a bad parameter (400), as the other Data API v1 routes say it
         raise InvalidQuery(f"currency {_arg('currency')!r} is not tracked; allowed: {', '.join(allowed)}",
                            details={"parameter": "currency", "value": _arg("currency"), "allowed": list(allowed)})
-    coins = []
-    for coin in view.tracked.public_ids:
-        item = {"coin": coin, "currency": currency, "price": None, "market_cap": None, "change_24h": None,
-                "deviation": None, "observed_at": None, "fetched_at": None, "stale": None, "error": None}
-        try:
-            summary, freshness = view.summary(coin, currency)
-        except NoData as exc:
-            item["error"] = {"code": exc.code, "message": exc.message}
-        else:
-            latest = summary.latest
-            item.update(price=latest.price, market_cap=latest.market_cap, change_24h=latest.change_24h,
-                        deviation=summary.deviation, observed_at=_iso(freshness.observed_at),
-                        fetched_at=_iso(freshness.fetched_at), stale=freshness.stale)
-        coins.append(item)
-    return jsonify({"currency": currency, "coins": coins})
+    return currency
+
+
+def _admin() -> None:
+    check_admin(extensions.services().settings.admin_token, request.headers.get("Authorization"))
+
+
+@bp.get("")
+def list_coins():
+    """Every tracked coin's latest figures from the in-memory view (what the dashboard's table shows), with its
+    symbol, name, aliases and currencies; a coin without data yet has nulls and `error` saying why."""
+    view = extensions.view()
+    currency = _currency(view)
+    catalog = extensions.catalog().peek()
+    return jsonify({"currency": currency,
+                    "coins": [coin_listing(view, catalog, c, currency) for c in view.tracked.public_ids]})
+
+
+@bp.get("/<coin>")
+def get_coin(coin: str):
+    view = extensions.view()
+    currency = _currency(view)
+    catalog = extensions.catalog().peek()
+    return jsonify(coin_listing(view, catalog, public_id(view.tracked, coin.strip().lower()), currency))
+
+
+@bp.post("")
+def track_coin():
+    """Admin: track a coin from now on (ADMIN_TOKEN). 201 when added, 200 when it already was."""
+    _admin()
+    coin = coin_id_from_body(request.get_json(force=True, silent=True))
+    header, added = extensions.tracking().track(coin)
+    return jsonify({**header, "tracked": True}), 201 if added else 200
+
+
+@bp.delete("/<coin>")
+def untrack_coin(coin: str):
+    """Admin: stop tracking a coin (ADMIN_TOKEN); its stored records stay."""
+    _admin()
+    extensions.tracking().untrack(coin.strip().lower())
+    return jsonify({"id": coin.strip().lower(), "tracked": False})
 
 
 @bp.get("/<coin>/history")
 def get_history(coin: str):
     services = extensions.services()
     as_csv = _wants_csv()
-    history = coin_history(services.repo, services.tracked, coin, now=services.clock(), start=_arg("from"),
-                           end=_arg("to"), interval=_arg("interval"), currency=_arg("currency"))
+    history = coin_history(services.repo, extensions.view().tracked, coin, now=services.clock(),
+                           start=_arg("from"), end=_arg("to"), interval=_arg("interval"), currency=_arg("currency"))
     return _csv(history) if as_csv else jsonify(history.to_dict())
 
 
 @bp.get("/<coin>/stats")
 def get_stats(coin: str):
     services = extensions.services()
-    return jsonify(coin_statistics(services.repo, services.tracked, coin, now=services.clock(),
+    return jsonify(coin_statistics(services.repo, extensions.view().tracked, coin, now=services.clock(),
                                    window=_arg("window"), estimator=_arg("estimator"), on=_arg("on"),
                                    currency=_arg("currency")))

@@ -11,8 +11,13 @@ from app.domain import errors as domain
 
 log = logging.getLogger(__name__)
 
-STATUS = {
+STATUS: dict[type[domain.AppError], int] = {
     domain.InvalidQuery: 400,
+    domain.InvalidBody: 400,
+    domain.AdminTokenMissing: 401,
+    domain.AdminForbidden: 403,
+    domain.TrackingConflict: 409,
+    domain.UpstreamError: 503,  # CoinGecko's catalogue could not be had (an admin request, a search)
     domain.UnknownCoin: 404,
     domain.UnknownCurrency: 404,
     domain.NoData: 503,
@@ -26,6 +31,7 @@ STATUS = {
 PUBLIC_MESSAGES = {
     domain.StorageUnavailable: "the store is unreachable; try again shortly",
     domain.BrokerUnavailable: "Redis is unreachable; try again shortly",
+    domain.UpstreamError: "CoinGecko's coin list could not be fetched; try again shortly",
 }
 
 DEFAULT_RETRY_AFTER_SECONDS = 30  # a 503 that knows no better time to come back
@@ -62,7 +68,10 @@ def register(app: Flask) -> None:
         public = next((m for cls, m in PUBLIC_MESSAGES.items() if isinstance(exc, cls)), None)
         if public is not None:
             return error_response(status, exc.code, public)
-        return error_response(status, exc.code, exc.message, exc.details)
+        response = error_response(status, exc.code, exc.message, exc.details)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

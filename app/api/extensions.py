@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from app.bootstrap import Services
+from app.services.catalog import StoredCatalog
 from app.services.reporting import Readiness, StatsView, keep_fresh
+from app.services.tracking import CoinTracking
 
 _KEY = "cryptostats"
 
@@ -21,13 +23,20 @@ class WebState:
     services: Services
     view: StatsView
     readiness: Readiness
+    catalog: StoredCatalog  # CoinGecko's coin list, cached in the store
+    tracking: CoinTracking  # adds and removes tracked coins
 
 
 def init_state(app: Flask, services: Services) -> WebState:
     """Build and attach the web's state: the view over the store and the readiness checks of store and Redis."""
+    # The tracked set is the store's (changed at run time): re-read at every refresh, and so on each `tracked` event.
     view = StatsView(services.repo, services.tracked, services.clock,
-                     stale_after=services.settings.budget.stale_after)
-    state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}))
+                     stale_after=services.settings.budget.stale_after, tracked_source=services.tracked_now)
+    catalog = services.catalog()
+    tracking = CoinTracking(services.registry, catalog, services.bus, services.tracked, services.clock,
+                            changed=view.try_refresh)
+    state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}),
+                     catalog, tracking)
     app.extensions[_KEY] = state
     return state
 
@@ -47,6 +56,14 @@ def view(app: Flask | None = None) -> StatsView:
 
 def readiness(app: Flask | None = None) -> Readiness:
     return state(app).readiness
+
+
+def catalog(app: Flask | None = None) -> StoredCatalog:
+    return state(app).catalog
+
+
+def tracking(app: Flask | None = None) -> CoinTracking:
+    return state(app).tracking
 
 
 class UpdateListener:

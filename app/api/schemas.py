@@ -93,9 +93,53 @@ class CoinSummarySchema(Schema):
                           metadata={"description": "why there is no data yet (no_data), else null"})
 
 
+class AliasSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "matic-network"})
+    fetched_as = fields.String(required=True, metadata={"example": "polygon-ecosystem-token"})
+    deprecated = fields.Boolean(required=True, metadata={"description": "CoinGecko no longer prices this id"})
+
+
+class CoinSchema(CoinSummarySchema):
+    """One tracked coin: who it is (CoinGecko's catalogue), and its latest figures from the in-memory view."""
+
+    id = fields.String(required=True, metadata={"example": "bitcoin"})
+    symbol = fields.String(required=True, allow_none=True,
+                           metadata={"description": "of the id it is fetched as; null until the catalogue is cached",
+                                     "example": "btc"})
+    name = fields.String(required=True, allow_none=True, metadata={"example": "Bitcoin"})
+    aliases = fields.List(fields.Nested(AliasSchema), required=True)
+    currencies = fields.List(fields.String(), required=True, metadata={"example": ["usd"]})
+    volume_24h = fields.Float(required=True, allow_none=True)
+
+
 class CoinListSchema(Schema):
     currency = fields.String(required=True)
-    coins = fields.List(fields.Nested(CoinSummarySchema), required=True)
+    coins = fields.List(fields.Nested(CoinSchema), required=True)
+
+
+class TrackBodySchema(Schema):
+    id = fields.String(required=True, metadata={"description": "a CoinGecko coin id (see /api/v1/search)",
+                                                "example": "solana"})
+
+
+class TrackedSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "solana"})
+    tracked = fields.Boolean(required=True)
+
+
+class CandidateSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "ethereum"})
+    symbol = fields.String(required=True, metadata={"example": "eth"})
+    name = fields.String(required=True, metadata={"example": "Ethereum"})
+    match = fields.String(required=True, metadata={"description": "id, symbol, name or prefix"})
+
+
+class SearchSchema(Schema):
+    query = fields.String(required=True)
+    ambiguous = fields.Boolean(required=True, metadata={
+        "description": "true when the query is the symbol or name of several coins and no id: pick an id"})
+    candidates = fields.List(fields.Nested(CandidateSchema), required=True)
+    truncated = fields.Boolean(required=True)
 
 
 class HistoryQuerySchema(Schema):

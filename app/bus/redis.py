@@ -38,13 +38,17 @@ class _EventErrorSchema(Schema):
 
 
 class UpdateEventSchema(Schema):
-    """A `stored` or `failed` event as the worker publishes it. Unknown fields are ignored (newer workers add
-    some); a known field of the wrong type or out of bounds makes the whole event invalid."""
+    """A `stored` or `failed` event as the worker publishes it, or a `tracked` one (the admin routes). Unknown
+    fields are ignored (newer workers add some); a known field of the wrong type or out of bounds makes the whole
+    event invalid."""
 
     class Meta:
         unknown = EXCLUDE
 
-    event = fields.String(required=True, validate=validate.OneOf(["stored", "failed"]))
+    event = fields.String(required=True, validate=validate.OneOf(["stored", "failed", "tracked"]))
+    # `tracked`: the tracked set changed at run time (POST/DELETE /api/v1/coins); `coins` is the new set.
+    action = fields.String(validate=validate.OneOf(["added", "removed"]))
+    coin = fields.String(validate=validate.Regexp(_COIN))
     at = fields.AwareDateTime(allow_none=True)
     stored_at = fields.AwareDateTime(allow_none=True)
     observed_at = fields.AwareDateTime(allow_none=True)
@@ -63,6 +67,8 @@ class UpdateEventSchema(Schema):
     def _failed_has_error(self, data, **kwargs):
         if data["event"] == "failed" and "error" not in data:
             raise ValidationError("a failed event names its error", "error")
+        if data["event"] == "tracked" and not {"action", "coin"} <= data.keys():
+            raise ValidationError("a tracked event names its action and coin", "action")
 
 
 _EVENT = UpdateEventSchema()
@@ -93,7 +99,7 @@ _bad_message = _ThrottledWarning()
 
 
 def parse_event(raw: bytes | str | None) -> dict[str, Any] | None:
-    """A validated `stored`/`failed` event from its wire form, or None (logged, throttled) when it is not one.
+    """A validated `stored`/`failed`/`tracked` event from its wire form, or None (logged, throttled) when it is not one.
     Datetimes come back as aware datetimes, numbers as floats; unknown fields are dropped."""
     if raw is None:
         return None

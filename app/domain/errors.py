@@ -35,6 +35,30 @@ class InvalidQuery(AppError):
     code = "invalid_query"
 
 
+class InvalidBody(AppError):
+    """A request body is not JSON, or not the object the route expects."""
+
+    code = "invalid_body"
+
+
+class AdminTokenMissing(AppError):
+    """An admin route was called without `Authorization: Bearer <ADMIN_TOKEN>`."""
+
+    code = "admin_token_missing"
+
+
+class AdminForbidden(AppError):
+    """An admin route was called with a wrong token, or ADMIN_TOKEN is not configured (then no one may)."""
+
+    code = "admin_forbidden"
+
+
+class TrackingConflict(AppError):
+    """The tracked set cannot change that way (e.g. removing its last coin: an update would fetch nothing)."""
+
+    code = "tracking_conflict"
+
+
 class UnknownCoin(AppError):
     """The coin asked for is not one the platform tracks."""
 
@@ -110,3 +134,10 @@ class UpstreamRejected(UpstreamError):
 
     code = "upstream_rejected"
     transient = False
+
+
+class UpstreamHistoryLimit(UpstreamRejected):
+    """CoinGecko refused a history window beyond the plan's reach (error_code 10012: Demo and keyless see the past
+    365 days only, coingecko.md §4). Permanent: the same request fails the same way until the plan changes."""
+
+    code = "upstream_history_limit"

@@ -12,6 +12,12 @@ from app.domain.errors import UnknownCoin, UnknownCurrency
 # the CoinGecko id on the right, and answered from that id's records.
 COIN_ALIASES: dict[str, str] = {"matic-network": "polygon-ecosystem-token"}
 
+# Where a record came from: our own schedule, or CoinGecko's history fetched afterwards (app.services.backfill).
+# /stats and /deviation read polled records only, so a backfill never changes what they answer.
+SOURCE_POLL = "poll"
+SOURCE_BACKFILL = "backfill"
+SOURCES = (SOURCE_POLL, SOURCE_BACKFILL)
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:
@@ -19,7 +25,8 @@ class Observation:
 
     `observed_at` is CoinGecko's `last_updated_at` (UTC); with (coin, vs_currency) it is the record's unique key, so
     fetching the same CoinGecko value twice stores it once. `fetched_at` is when we asked. Optional figures are None
-    when CoinGecko gave none (or gave 0 for a market cap, which it uses for "unknown").
+    when CoinGecko gave none (or gave 0 for a market cap, which it uses for "unknown"). `source` is SOURCE_POLL
+    (our schedule) or SOURCE_BACKFILL (CoinGecko's history).
     """
 
     coin: str
@@ -30,6 +37,7 @@ class Observation:
     change_24h: float | None
     observed_at: datetime
     fetched_at: datetime
+    source: str = SOURCE_POLL
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -79,6 +87,20 @@ class TrackedCoins:
                 details={"currency": vs_currency, "tracked": list(self.vs_currencies)},
             )
         return vs_currency
+
+    def with_coins(self, public_ids: Iterable[str]) -> "TrackedCoins":
+        """The same currencies and aliases over another set of public ids (the tracked set changed at run time)."""
+        return TrackedCoins(tuple(dict.fromkeys(public_ids)), self.vs_currencies, dict(self.aliases))
+
+    def aliases_of(self, public_id: str) -> list[dict[str, object]]:
+        """The other ids a tracked coin answers to, each marked deprecated when it is the old id of a coin that
+        CoinGecko renamed (every entry of COIN_ALIASES is: matic-network is POL's former id)."""
+        source = self.source_id(public_id)
+        found = [{"id": old, "fetched_as": new, "deprecated": True} for old, new in self.aliases.items()
+                 if new == source and old != public_id]
+        if source != public_id:
+            found.insert(0, {"id": public_id, "fetched_as": source, "deprecated": True})
+        return found
 
     def pairs(self) -> Iterable[tuple[str, str]]:
         for coin in self.source_ids():

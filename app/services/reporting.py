@@ -116,9 +116,12 @@ class StatsView:
     """
 
     def __init__(self, repo: PriceRepository, tracked: TrackedCoins, clock: Callable[[], datetime],
-                 stale_after: timedelta, demand_wait_seconds: float = DEMAND_WAIT_SECONDS) -> None:
+                 stale_after: timedelta, demand_wait_seconds: float = DEMAND_WAIT_SECONDS,
+                 tracked_source: Callable[[], TrackedCoins] | None = None) -> None:
         self.repo = repo
         self.tracked = tracked
+        # Where the tracked set is re-read on every refresh (the store's, changed at run time); None: fixed.
+        self.tracked_source = tracked_source
         self.clock = clock
         self.stale_after = stale_after
         self.demand_wait_seconds = demand_wait_seconds
@@ -142,7 +145,9 @@ class StatsView:
         """Re-read the store. Raises StorageUnavailable and keeps serving the previous view when it fails."""
         with self._refresh_lock:
             try:
-                self._summaries = build_summaries(self.repo, self.tracked)
+                tracked = self.tracked_source() if self.tracked_source is not None else self.tracked
+                self._summaries = build_summaries(self.repo, tracked)
+                self.tracked = tracked
                 self._loaded = True
             finally:
                 with self._refreshed:

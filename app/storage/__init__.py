@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.config import Settings
-    from app.ports import PriceRepository
+    from app.ports import CoinRegistry, PriceRepository
 
 
 def make_repository(settings: "Settings") -> "PriceRepository":
@@ -17,3 +17,17 @@ def make_repository(settings: "Settings") -> "PriceRepository":
     from app.storage.sqlite import SqlitePriceRepository
 
     return SqlitePriceRepository(settings.sqlite_path)
+
+
+def make_coin_registry(repo: "PriceRepository") -> "CoinRegistry":
+    """The coin tables (catalogue, tracked set) in the same store as `repo`, over its connection."""
+    from app.storage.registry import MongoCoinRegistry, SqliteCoinRegistry
+    from app.storage.mongo import MongoPriceRepository
+    from app.storage.sqlite import SqlitePriceRepository
+
+    if isinstance(repo, SqlitePriceRepository):
+        return SqliteCoinRegistry(repo)
+    if isinstance(repo, MongoPriceRepository):
+        return MongoCoinRegistry(repo)
+    # Any other store (the tests' in-memory one) brings its own.
+    return repo.coin_registry()  # type: ignore[attr-defined]

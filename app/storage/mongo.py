@@ -23,14 +23,16 @@ COLLECTION = "observations"
 # replayed run write nothing.
 KEY_INDEX = "coin_vs_observed_at_unique"
 _KEY_FIELDS = [("coin", ASCENDING), ("vs_currency", ASCENDING), ("observed_at", DESCENDING)]
-_FIELDS = ("price", "market_cap", "volume_24h", "change_24h", "fetched_at")
+_FIELDS = ("price", "market_cap", "volume_24h", "change_24h", "fetched_at", "source")
+# The polled series: documents written before records had a source lack the field, and were all polled.
+_POLLED = {"source": {"$ne": "backfill"}}
 _PROJECTION = {"_id": 0, "coin": 1, "vs_currency": 1, "observed_at": 1, **{f: 1 for f in _FIELDS}}
 
 
 def _to_doc(o: Observation) -> dict[str, Any]:
     return {"coin": o.coin, "vs_currency": o.vs_currency, "observed_at": o.observed_at, "price": o.price,
             "market_cap": o.market_cap, "volume_24h": o.volume_24h, "change_24h": o.change_24h,
-            "fetched_at": o.fetched_at}
+            "fetched_at": o.fetched_at, "source": o.source}
 
 
 def _stored_key(coin: str, vs_currency: str, at: datetime) -> tuple[str, str, datetime]:
@@ -47,7 +49,8 @@ def _utc(at: datetime) -> datetime:
 
 def _from_doc(d: dict[str, Any]) -> Observation:
     return Observation(d["coin"], d["vs_currency"], d["price"], d.get("market_cap"), d.get("volume_24h"),
-                       d.get("change_24h"), _utc(d["observed_at"]), _utc(d["fetched_at"]))
+                       d.get("change_24h"), _utc(d["observed_at"]), _utc(d["fetched_at"]),
+                       d.get("source") or "poll")
 
 
 class MongoPriceRepository:
@@ -155,7 +158,7 @@ class MongoPriceRepository:
         return rows[0] if rows else None
 
     def _last_n_cursor(self, coin: str, vs_currency: str, n: int):
-        return (self.collection.find({"coin": coin, "vs_currency": vs_currency}, _PROJECTION)
+        return (self.collection.find({"coin": coin, "vs_currency": vs_currency, **_POLLED}, _PROJECTION)
                 .sort("observed_at", DESCENDING).limit(n))
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:

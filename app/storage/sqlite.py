@@ -26,15 +26,19 @@ CREATE TABLE IF NOT EXISTS observations (
     market_cap   REAL,
     volume_24h   REAL,
     change_24h   REAL,
+    source       TEXT    NOT NULL DEFAULT 'poll',  -- poll | backfill
     PRIMARY KEY (coin, vs_currency, observed_at)
 ) WITHOUT ROWID;
 """
-_COLUMNS = "coin, vs_currency, observed_at, fetched_at, price, market_cap, volume_24h, change_24h"
+_COLUMNS = "coin, vs_currency, observed_at, fetched_at, price, market_cap, volume_24h, change_24h, source"
+# Databases made before records had a source: every record they hold was polled.
+_MIGRATE_SOURCE = "ALTER TABLE observations ADD COLUMN source TEXT NOT NULL DEFAULT 'poll'"
 # ON CONFLICT names the key, so only an existing key is skipped: `INSERT OR IGNORE` would also skip, silently, a row
 # that breaks NOT NULL, and the batch would "succeed" without it.
-_INSERT = (f"INSERT INTO observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+_INSERT = (f"INSERT INTO observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
            "ON CONFLICT (coin, vs_currency, observed_at) DO NOTHING")
-_LAST_N = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
+# The polled series only: /stats and /deviation are about our schedule's records, whatever a backfill added.
+_LAST_N = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? AND source = 'poll' "
            "ORDER BY observed_at DESC LIMIT ?")
 _BETWEEN = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
             "AND observed_at >= ? AND observed_at < ? ORDER BY observed_at")
@@ -66,7 +70,7 @@ def _epoch_ms(at: datetime) -> int:
 
 def _to_row(o: Observation) -> tuple:
     return (o.coin, o.vs_currency, _epoch_ms(o.observed_at) // 1000, _epoch_ms(o.fetched_at), o.price,
-            o.market_cap, o.volume_24h, o.change_24h)
+            o.market_cap, o.volume_24h, o.change_24h, o.source)
 
 
 def _from_ms(ms: int) -> datetime:
@@ -74,9 +78,21 @@ def _from_ms(ms: int) -> datetime:
 
 
 def _from_row(row: tuple) -> Observation:
-    coin, vs, observed, fetched, price, cap, vol, change = row
+    coin, vs, observed, fetched, price, cap, vol, change, source = row
     return Observation(coin, vs, price, cap, vol, change,
-                       datetime.fromtimestamp(observed, timezone.utc), _from_ms(fetched))
+                       datetime.fromtimestamp(observed, timezone.utc), _from_ms(fetched), source)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an existing table up to _SCHEMA (idempotent; a table not there yet is left to ensure_schema). Run at
+    every open, so a web started on an old file reads it before anyone ran init-storage."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(observations)")}
+    if columns and "source" not in columns:
+        try:
+            conn.execute(_MIGRATE_SOURCE)
+        except sqlite3.OperationalError as exc:  # another process added it a moment ago
+            if "duplicate column" not in str(exc):
+                raise
 
 
 # Primary result codes (sqlite3 exceptions carry the extended one; its low byte is the primary).
@@ -150,6 +166,8 @@ class SqlitePriceRepository:
                     raise sqlite3.DatabaseError(f"quick_check: {check}")
                 if created:  # deleted under us, or never created: a reader must find a table, not an error
                     conn.executescript(_SCHEMA)
+                else:
+                    _migrate(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -176,6 +194,7 @@ class SqlitePriceRepository:
         conn = self._conn()
         try:
             conn.executescript(_SCHEMA)
+            _migrate(conn)
         except sqlite3.Error as exc:
             raise self._failed("schema creation", exc) from exc
 

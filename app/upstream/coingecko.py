@@ -13,12 +13,13 @@ from marshmallow import Schema, ValidationError, fields, validate
 from app.domain.errors import (
     UpstreamBadResponse,
     UpstreamError,
+    UpstreamHistoryLimit,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
     UpstreamUnavailable,
 )
-from app.domain.model import Observation
+from app.domain.model import SOURCE_BACKFILL, Observation
 from app.domain.plausibility import MAX_FUTURE
 from app.ports import FetchResult
 
@@ -103,6 +104,44 @@ def parse_simple_price(body: Any, coins: Sequence[str], vs_currencies: Sequence[
                 change_24h=quote["change_24h"], observed_at=observed, fetched_at=fetched_at,
             ))
     return FetchResult(observations, rejected)
+
+
+_POINT = fields.Float(allow_nan=False)
+
+
+def _points(body: dict, name: str) -> dict[int, float]:
+    """{unix seconds: value} of one of market_chart's arrays ([[ms, value], ...]); bad points are left out."""
+    series = body.get(name)
+    if not isinstance(series, list):
+        raise UpstreamBadResponse(f"CoinGecko's market_chart answer has no {name!r} array")
+    out: dict[int, float] = {}
+    for point in series:
+        if not (isinstance(point, list) and len(point) == 2 and isinstance(point[0], (int, float))
+                and not isinstance(point[0], bool)):
+            continue
+        try:
+            value = _POINT.deserialize(point[1])  # numbers may come as strings (coingecko.md §6)
+        except (ValidationError, OverflowError):
+            continue
+        if value is not None:
+            out[int(point[0] // 1000)] = value
+    return out
+
+
+def parse_market_chart(body: Any, coin: str, vs_currency: str, start: datetime, end: datetime,
+                       fetched_at: datetime) -> list[Observation]:
+    """A /market_chart/range body ({"prices", "market_caps", "total_volumes"}: [[ms, value], ...]) as observations
+    with start <= observed_at < end, oldest first, source "backfill". A price that is not positive is left out;
+    a market cap of 0 is None ("unknown", §6). The 24 h change is not in this answer: None."""
+    if not isinstance(body, dict):
+        raise UpstreamBadResponse(f"expected a JSON object from /market_chart/range, got {type(body).__name__}")
+    prices, caps, volumes = (_points(body, name) for name in ("prices", "market_caps", "total_volumes"))
+    lo, hi = start.timestamp(), end.timestamp()
+    return [Observation(coin=coin, vs_currency=vs_currency, price=price, market_cap=caps.get(t) or None,
+                        volume_24h=volumes.get(t), change_24h=None,
+                        observed_at=datetime.fromtimestamp(t, timezone.utc), fetched_at=fetched_at,
+                        source=SOURCE_BACKFILL)
+            for t, price in sorted(prices.items()) if lo <= t < hi and price > 0]
 
 
 def error_message(body_text: str) -> str:
@@ -198,8 +237,12 @@ class CoinGeckoClient:
     def __init__(self, base_url: str, *, api_key: str | None = None, plan: str = "demo",
                  connect_timeout: float = 5.0, read_timeout: float = 20.0,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-                 clock: Callable[[], datetime] | None = None, session: requests.Session | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, session: requests.Session | None = None,
+                 on_call: Callable[[int | None], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # Told of every request sent, with its HTTP status (None: no answer): the shared usage counters
+        # (GET /api/v1/usage). It must not raise; a counter that cannot count only loses the count.
+        self.on_call = on_call
         self.timeout = (connect_timeout, read_timeout)
         self.max_response_bytes = max_response_bytes
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -218,9 +261,12 @@ class CoinGeckoClient:
                                         allow_redirects=False, stream=True)
             skew = clock_skew_seconds(response.headers.get("Date"), sent, self.clock())
         except requests.Timeout as exc:
+            self._count(None)
             raise UpstreamUnavailable(f"CoinGecko timed out: {exc.__class__.__name__}") from exc
         except requests.RequestException as exc:
+            self._count(None)
             raise UpstreamUnavailable(f"CoinGecko unreachable: {self.redact(_short(exc))}") from exc
+        self._count(response.status_code)
         try:
             try:
                 return self._decode(response), skew
@@ -231,6 +277,10 @@ class CoinGeckoClient:
             exc.args = (exc.message,)
             exc.clock_skew_seconds = skew
             raise
+
+    def _count(self, status: int | None) -> None:
+        if self.on_call is not None:
+            self.on_call(status)
 
     def _decode(self, response: requests.Response) -> Any:
         status = response.status_code
@@ -243,8 +293,14 @@ class CoinGeckoClient:
             raise UpstreamServerError(f"CoinGecko answered {status}: {error_message(self._error_text(response))}",
                                       details={"status": status})
         if status >= 400:
-            raise UpstreamRejected(f"CoinGecko refused the request ({status}): "
-                                   f"{error_message(self._error_text(response))}", details={"status": status})
+            text = self._error_text(response)
+            if "10012" in error_message(text):  # Demo/keyless asked for more than the past 365 days (§4)
+                raise UpstreamHistoryLimit(
+                    "CoinGecko's plan of this key (Demo or keyless) reaches only the past 365 days (error_code "
+                    "10012): backfill at most 365 days, or use a paid plan (COINGECKO_API_PLAN=pro)",
+                    details={"status": status, "error_code": 10012})
+            raise UpstreamRejected(f"CoinGecko refused the request ({status}): {error_message(text)}",
+                                   details={"status": status})
         if 300 <= status < 400:
             # Transient: a misbehaving edge or proxy may redirect for a while; each attempt costs no credit.
             raise UpstreamBadResponse(
@@ -324,6 +380,17 @@ class CoinGeckoClient:
             exc.clock_skew_seconds = skew
             raise
         return FetchResult(result.observations, result.rejected, clock_skew_seconds=skew)
+
+    def fetch_range(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
+        """GET /coins/{id}/market_chart/range for [start, end) (UNIX seconds, coingecko.md §2), as backfilled
+        observations (source "backfill"), oldest first. No `interval`: free plans refuse it (§6), and the window's
+        span picks the granularity. Raises the UpstreamErrors of the class; UpstreamHistoryLimit for 10012."""
+        fetched_at = self.clock().astimezone(timezone.utc)
+        fetched_at = fetched_at.replace(microsecond=fetched_at.microsecond // 1000 * 1000)
+        body, _ = self._get(f"/coins/{coin}/market_chart/range", {
+            "vs_currency": vs_currency, "from": str(int(start.timestamp())), "to": str(int(end.timestamp())),
+            "precision": "full"})
+        return parse_market_chart(body, coin, vs_currency, start, end, fetched_at)
 
     def close(self) -> None:
         self.session.close()

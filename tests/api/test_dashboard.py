@@ -42,7 +42,10 @@ def test_coins_list_has_every_tracked_coin_with_its_figures_and_freshness(client
     bitcoin = body["coins"][0]
     assert bitcoin == {"coin": "bitcoin", "currency": "usd", "price": 50000.0, "market_cap": 800000000.0,
                        "change_24h": 3.4, "deviation": 4082.48, "observed_at": T0.isoformat(),
-                       "fetched_at": T0.isoformat(), "stale": False, "error": None}
+                       "fetched_at": T0.isoformat(), "stale": False, "error": None,
+                       # Data API v1's coin fields (no catalogue cached in this test: no symbol nor name)
+                       "id": "bitcoin", "symbol": None, "name": None, "aliases": [], "currencies": ["usd"],
+                       "volume_24h": 1000000.0}
     ethereum = body["coins"][1]
     assert ethereum["price"] is None and ethereum["stale"] is None
     assert ethereum["error"]["code"] == "no_data" and "pending" in ethereum["error"]["message"]

@@ -8,11 +8,13 @@ from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
+from app.counters import RedisCounters
 from app.api import extensions
 from app.api import create_app
 from app.api.openapi import openapi_path
 from app.bootstrap import bootstrap
 from app.config import Settings
+from app.domain.coins import Catalog, CatalogEntry
 from app.storage.sqlite import SqlitePriceRepository
 from tests.fakes import T0, FakeBus, FakeClock, FakePriceSource, obs
 
@@ -79,7 +81,7 @@ def test_docs_page_loads_swagger_ui_from_this_server(client):
 
 # ---- property-based: the real app over a store with records -------------------------------------------------------
 
-def _app_with_data(tmp_path_factory):
+def _app_with_data(tmp_path_factory, redis_url):
     data = tmp_path_factory.mktemp("schemathesis")
     app_settings = Settings.from_env({"DATA_DIR": str(data), "VS_CURRENCIES": "usd,eur"})
     repo = SqlitePriceRepository(app_settings.sqlite_path)
@@ -88,15 +90,20 @@ def _app_with_data(tmp_path_factory):
         for vs in ("usd", "eur"):
             repo.add_batch([obs(coin, 40000 + 100 * i, T0 - timedelta(hours=i), vs=vs, market_cap=None if i % 7
                                 else 8e8) for i in range(48)])
-    services = bootstrap(app_settings, repo=repo, source=FakePriceSource(), bus=FakeBus(), clock=FakeClock())
+    # Usage counters and backfill progress on a real Redis: those routes answer from it.
+    services = bootstrap(app_settings, repo=repo, source=FakePriceSource(), bus=FakeBus(), clock=FakeClock(),
+                         counters=RedisCounters(redis_url))
+    # CoinGecko's catalogue as cached in the store today (search and tracking read it; nothing calls CoinGecko).
+    services.registry.save_catalog(Catalog(tuple(CatalogEntry(c, c[:3], c.title()) for c in (
+        "bitcoin", "ethereum", "polygon-ecosystem-token", "matic-network", "solana")), frozenset({"usd", "eur"}), T0))
     app = create_app(services=services, background=False)
     extensions.view(app).refresh()
     return app
 
 
 @pytest.fixture(scope="module")
-def fuzzed_app(tmp_path_factory):
-    return _app_with_data(tmp_path_factory)
+def fuzzed_app(tmp_path_factory, redis_server):
+    return _app_with_data(tmp_path_factory, redis_server)
 
 
 def test_api_answers_keep_the_document(fuzzed_app):

@@ -217,3 +217,33 @@ def test_a_large_history_reads_back_through_the_key_index(backend, repo):
     # Speed is measured by `python -m tests.contract.bench_store`, not asserted here; what a test can state is
     # that the plan walks the key index rather than the table.
     backend.last_n_plan_uses_key_index("bitcoin", "usd")
+
+
+def _backfilled(price: float, at):
+    import dataclasses
+
+    return dataclasses.replace(obs("bitcoin", price, at), source="backfill")
+
+
+def test_a_records_source_is_kept(repo):
+    repo.add_batch([obs("bitcoin", 100.0, T0), _backfilled(90.0, T0 - minutes(60))])
+
+    rows = repo.between("bitcoin", "usd", T0 - minutes(120), T0 + minutes(1))
+
+    assert [(r.price, r.source) for r in rows] == [(90.0, "backfill"), (100.0, "poll")]
+
+
+def test_latest_and_last_n_are_the_polled_records_only(repo):
+    repo.add_batch([obs("bitcoin", 100.0 + i, T0 + minutes(i)) for i in range(3)])
+    repo.add_batch([_backfilled(50.0 + i, T0 + minutes(10 + i)) for i in range(3)])
+
+    assert repo.latest("bitcoin", "usd").price == 102.0
+    assert [r.price for r in repo.last_n("bitcoin", "usd", 100)] == [102.0, 101.0, 100.0]
+
+
+def test_ohlc_includes_backfilled_records(repo):
+    repo.add_batch([_backfilled(50.0, T0), obs("bitcoin", 100.0, T0 + minutes(1))])
+
+    [bucket] = repo.ohlc("bitcoin", "usd", T0, T0 + minutes(60), 3600)
+
+    assert (bucket.open, bucket.close, bucket.n) == (50.0, 100.0, 2)

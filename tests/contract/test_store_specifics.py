@@ -67,3 +67,30 @@ def test_mongodb_insert_racing_another_writer_counts_only_its_own_records(mongo_
     assert rival.count() == 5
     assert rival.last_n("bitcoin", "usd", 10) == batch[::-1]
     repo.close()
+
+
+def test_sqlite_adds_the_source_column_to_a_database_made_before_it(tmp_path):
+    """An existing database keeps its records, now read as polled, and takes backfilled ones."""
+    import sqlite3
+    from datetime import timedelta
+
+    import dataclasses
+
+    from app.storage.sqlite import SqlitePriceRepository
+    from tests.fakes import T0, obs
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript("""CREATE TABLE observations (coin TEXT NOT NULL, vs_currency TEXT NOT NULL,
+        observed_at INTEGER NOT NULL, fetched_at INTEGER NOT NULL, price REAL NOT NULL, market_cap REAL,
+        volume_24h REAL, change_24h REAL, PRIMARY KEY (coin, vs_currency, observed_at)) WITHOUT ROWID;""")
+    conn.execute("INSERT INTO observations VALUES ('bitcoin', 'usd', ?, ?, 40000, NULL, NULL, NULL)",
+                 (int(T0.timestamp()), int(T0.timestamp()) * 1000))
+    conn.commit()
+    conn.close()
+    repo = SqlitePriceRepository(path)
+
+    assert repo.latest("bitcoin", "usd").source == "poll"
+    repo.add_batch([dataclasses.replace(obs("bitcoin", 1.0, T0 + timedelta(hours=1)), source="backfill")])
+    assert repo.latest("bitcoin", "usd").price == 40000
+    assert repo.count() == 2

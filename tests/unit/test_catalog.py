@@ -8,7 +8,10 @@ import pytest
 from app.config import Settings
 from app.domain.errors import ConfigError, UpstreamUnavailable
 from app.services.catalog import check_tracked
-from app.upstream.catalog import CachedCoinGeckoCatalog
+from app.services.catalog import StoredCatalog
+from app.storage.registry import SqliteCoinRegistry
+from app.storage.sqlite import SqlitePriceRepository
+from app.upstream.catalog import CoinGeckoCatalog
 from app.upstream.coingecko import CoinGeckoClient
 from tests.fakes import FakeClock
 
@@ -59,31 +62,39 @@ def test_coingecko_unreachable_starts_anyway_with_one_warning(caplog):
         "could not check COINS and VS_CURRENCIES against CoinGecko's lists: CoinGecko unreachable"]
 
 
-def test_the_catalogue_is_fetched_once_a_day_and_read_from_its_file_meanwhile(fake_coingecko, tmp_path):
+def stored_catalog(fake_coingecko, tmp_path, clock):
+    repo = SqlitePriceRepository(tmp_path / "store.sqlite3")
+    return StoredCatalog(CoinGeckoCatalog(CoinGeckoClient(fake_coingecko.base_url)), SqliteCoinRegistry(repo), clock)
+
+
+def test_the_catalogue_is_fetched_once_a_day_and_read_from_the_store_meanwhile(fake_coingecko, tmp_path):
     clock = FakeClock()
-    client = CoinGeckoClient(fake_coingecko.base_url)
-    catalog = CachedCoinGeckoCatalog(client, tmp_path / "catalog.json", clock=clock)
-    try:
-        ids, currencies = catalog.load()
-        assert {"bitcoin", "polygon-ecosystem-token"} <= ids and "usd" in currencies
-        clock.advance(hours=23)
-        assert catalog.load() == (ids, currencies)
-        assert fake_coingecko.request_count("/coins/list") == 1
-        assert fake_coingecko.request_count("/simple/supported_vs_currencies") == 1
-        clock.advance(hours=2)
-        catalog.load()
-        assert fake_coingecko.request_count("/coins/list") == 2
-    finally:
-        catalog.close()
+    catalog = stored_catalog(fake_coingecko, tmp_path, clock)
+    ids, currencies = catalog.load()
+    assert {"bitcoin", "polygon-ecosystem-token"} <= ids and "usd" in currencies
+    clock.advance(hours=23)
+    # Another process (a new StoredCatalog on the same store) reads the stored copy rather than CoinGecko.
+    assert stored_catalog(fake_coingecko, tmp_path, clock).load() == (ids, currencies)
+    assert fake_coingecko.request_count("/coins/list") == 1
+    assert fake_coingecko.request_count("/simple/supported_vs_currencies") == 1
+    clock.advance(hours=2)
+    catalog.load()
+    assert fake_coingecko.request_count("/coins/list") == 2
 
 
 def test_a_coin_added_upstream_is_known_once_the_cache_expires(fake_coingecko, tmp_path):
     clock = FakeClock()
-    catalog = CachedCoinGeckoCatalog(CoinGeckoClient(fake_coingecko.base_url), tmp_path / "c.json", clock=clock)
-    try:
-        assert "newcoin" not in catalog.load()[0]
-        fake_coingecko.set_price("newcoin", 1.0)
-        clock.advance(days=1, seconds=1)
-        assert "newcoin" in catalog.load()[0]
-    finally:
-        catalog.close()
+    catalog = stored_catalog(fake_coingecko, tmp_path, clock)
+    assert "newcoin" not in catalog.load()[0]
+    fake_coingecko.set_price("newcoin", 1.0)
+    clock.advance(days=1, seconds=1)
+    assert "newcoin" in catalog.load()[0]
+
+
+def test_coingecko_down_serves_the_stale_copy_rather_than_failing(fake_coingecko, tmp_path):
+    clock = FakeClock()
+    catalog = stored_catalog(fake_coingecko, tmp_path, clock)
+    ids, _ = catalog.load()
+    fake_coingecko.set_down()
+    clock.advance(days=2)
+    assert catalog.load()[0] == ids

@@ -209,3 +209,15 @@ def test_runs_as_module_from_the_command_line():
     finally:
         proc.terminate()  # SIGTERM: the fake exits cleanly
         assert proc.wait(timeout=10) == 0
+
+
+def test_coins_list_has_coingeckos_shape_and_every_coin_but_the_deprecated_one_is_priced(fake):
+    listed = requests.get(f"{fake.base_url}/coins/list", timeout=5).json()
+
+    assert all(set(c) == {"id", "symbol", "name"} for c in listed)  # platforms only with include_platform (ref §2)
+    assert [c["id"] for c in listed] == sorted(c["id"] for c in listed)
+    assert [c["id"] for c in listed if c["symbol"] == "eth"] == ["ethereum", "ethereum-wormhole"]  # not unique
+    ids = ",".join(c["id"] for c in listed)
+    prices = requests.get(f"{fake.base_url}/simple/price", params={"ids": ids, "vs_currencies": "usd"},
+                          timeout=5).json()
+    assert {cid for cid, quote in prices.items() if "usd" in quote} == {c["id"] for c in listed} - {"matic-network"}

@@ -76,3 +76,17 @@ def test_a_failure_is_counted_as_retried_or_failed(bus, clock):
     report_failure(bus, StorageUnavailable("down"), clock, 10.0, metrics)
     report_failure(bus, StorageUnavailable("down"), clock, None, metrics)
     assert metrics.calls == [("run", "retried"), ("run", "failed")]
+
+
+def test_a_backfill_step_reports_its_chunk_and_its_coingecko_call():
+    from app.domain.backfill import FREE_PLAN_MAX_DAYS
+    from app.services.backfill import backfill_step, start_backfill
+    from tests.backfill_fakes import FakeCounters, FakeHistorySource
+    from tests.fakes import FakeBus, FakeClock
+
+    clock, state, metrics = FakeClock(datetime(2026, 12, 1, 22, 45, tzinfo=timezone.utc)), FakeCounters(), \
+        RecordingMetrics()
+    start_backfill(state, TRACKED, "bitcoin", 30, None, clock(), FREE_PLAN_MAX_DAYS)
+    backfill_step(FakeHistorySource(), InMemoryPriceRepository(), state, state, FakeBus(), "bitcoin", "usd", 30,
+                  clock, metrics=metrics)
+    assert metrics.calls == [("upstream", "200"), ("backfill", "stored")]
