@@ -56,6 +56,11 @@ class Settings:
     # CORS_ORIGINS: browser origins allowed to read the public GET routes cross-origin: ("*",) any, () none, or
     # exact origins such as https://dash.example.com. Admin routes never get CORS (app/api/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
+    # STREAM_MAX_CLIENTS: live streams (GET /api/v1/stream) one web process holds; one more is answered 503 with
+    # Retry-After. Each holds a thread: keep it below BLOCKING_THREADS in app/api/server.py (1,100) minus ~100.
+    stream_max_clients: int = 1000
+    # STREAM_HEARTBEAT_SECONDS: a `: heartbeat` comment this often on an idle stream (finds clients that left).
+    stream_heartbeat_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -100,6 +105,8 @@ class Settings:
             retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
             cors_origins=_origins(get),
+            stream_max_clients=_int(get, "STREAM_MAX_CLIENTS", 1000, 0, 1000),
+            stream_heartbeat_seconds=_float(get, "STREAM_HEARTBEAT_SECONDS", 15.0, 0.1, 300),
         )
         return settings
 

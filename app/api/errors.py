@@ -18,6 +18,7 @@ STATUS = {
     domain.NoData: 503,
     domain.StorageUnavailable: 503,
     domain.BrokerUnavailable: 503,
+    domain.TooManyStreams: 503,
 }
 
 

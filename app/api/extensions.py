@@ -5,10 +5,12 @@ from __future__ import annotations
 import atexit
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, current_app
 
 from app.bootstrap import Services
+from app.services.live import LiveHub, NoUpdateLog
 from app.services.reporting import Readiness, StatsView, keep_fresh
 
 _KEY = "cryptostats"
@@ -21,13 +23,17 @@ class WebState:
     services: Services
     view: StatsView
     readiness: Readiness
+    live: LiveHub
 
 
 def init_state(app: Flask, services: Services) -> WebState:
     """Build and attach the web's state: the view over the store and the readiness checks of store and Redis."""
     view = StatsView(services.repo, services.tracked, services.clock,
                      stale_after=services.settings.budget.stale_after)
-    state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}))
+    settings = services.settings
+    updates: Any = services.bus if hasattr(services.bus, "updates_after") else NoUpdateLog()  # tests' FakeBus keeps none
+    live = LiveHub(view, updates, settings.stream_max_clients, settings.stream_heartbeat_seconds)
+    state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}), live)
     app.extensions[_KEY] = state
     return state
 
@@ -49,6 +55,10 @@ def readiness(app: Flask | None = None) -> Readiness:
     return state(app).readiness
 
 
+def live(app: Flask | None = None) -> LiveHub:
+    return state(app).live
+
+
 class UpdateListener:
     """A daemon thread subscribed to `crypto-update` that keeps the app's view fresh (keep_fresh). Stopped at exit,
     or by `stop()`."""
@@ -63,9 +73,11 @@ class UpdateListener:
         web = state(app)
         self._thread = threading.Thread(
             target=keep_fresh, name="crypto-update-listener", daemon=True,
-            args=(web.view, web.services.bus, web.services.settings.refresh_interval_seconds, self._stop))
+            args=(web.view, web.services.bus, web.services.settings.refresh_interval_seconds, self._stop),
+            kwargs={"on_event": web.live.on_update})
         self._thread.start()
         atexit.register(self._stop.set)
+        atexit.register(web.live.close)
         app.extensions[_KEY + ".listener"] = self
 
     def stop(self) -> None:

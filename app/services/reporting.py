@@ -278,9 +278,9 @@ class StatsView:
 
 
 def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: threading.Event,
-               poll_timeout: float = 1.0) -> None:
+               poll_timeout: float = 1.0, on_event: Callable[[], None] | None = None) -> None:
     """Refresh `view` on every `crypto-update` event, after every (re)subscription (events may have been missed
-    while disconnected) and every `every_seconds` anyway. Runs until `stop` is set; survives Redis and store
+    while disconnected) and every `every_seconds` anyway; then call `on_event` (the live streams' fan-out). Runs until `stop` is set; survives Redis and store
     outages (logs once per outage, retries with backoff). The bus drops invalid messages (they refresh nothing).
     """
     last = float("-inf")  # refresh at once on start
@@ -315,6 +315,11 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
                 last = time.monotonic()
             else:
                 last = time.monotonic() - every_seconds + min(every_seconds, 5.0)  # try again in a few seconds
+        if event is not None and on_event is not None:
+            try:
+                on_event()
+            except Exception:  # noqa: BLE001  a bug must not cost the listener its life, nor go unseen
+                log.exception("unexpected error fanning an update out to the live streams")
 
 
 @dataclass(frozen=True)
