@@ -224,6 +224,12 @@ def test_metrics_sum_every_web_process_of_the_instance(make_platform, figures):
         counted = sample(scrape(platform), "cryptostats_http_requests_total", route="/healthz", method="GET",
                          status="200")
         assert counted - before == 20
-    # LOG_FORMAT=json reaches gunicorn's own lines too.
+    # An SSE client connected is counted by whichever process holds it, and seen by every scrape.
+    seed_fresh_data(platform)
+    with requests.get(f"http://127.0.0.1:{platform.port}/api/v1/stream", stream=True, timeout=10) as held:
+        assert held.status_code == 200
+        next(held.iter_lines())  # the stream has started
+        assert all(sample(scrape(platform), "cryptostats_sse_clients") == 1 for _ in range(4))
+    # LOG_FORMAT=json reaches the web server's own lines too.
     lines = [line for line in platform.procs[0].output.splitlines() if line.strip()]
     assert lines and all(json.loads(line)["process"] == "web" for line in lines), lines[:3]
