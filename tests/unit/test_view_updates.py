@@ -135,3 +135,20 @@ def test_a_failed_read_is_followed_by_a_full_reload(repo, view):
 
     assert repo.reads == [f"last_n_many({len(COINS) * 2}, 100)"]
     assert answers(view) == reloaded(repo)
+
+
+def test_an_update_checks_every_coin_against_the_store_in_one_read(repo, clock):
+    from app.ports import FetchResult
+    from app.services.polling import poll_prices
+    from tests.fakes import FakePriceSource
+
+    poll(repo, 0)
+    fresh = [obs(c, 101.0, clock() - timedelta(minutes=1), vs=vs) for c in COINS for vs in ("usd", "eur")]
+    repo.reads.clear()
+
+    report = poll_prices(FakePriceSource(FetchResult(fresh)), repo, TRACKED, clock)
+
+    assert report.new_records == len(COINS) * 2
+    # One read, not one per coin and currency (3,000 at 1,000 coins x 3); the memory store's latest_many is its
+    # last_n_many(pairs, 1).
+    assert repo.reads == ["latest_many", f"last_n_many({len(COINS) * 2}, 1)"]
