@@ -63,6 +63,11 @@ class Settings:
     # ADMIN_TOKEN: the bearer token of the admin routes (POST/DELETE /api/v1/coins), at least 16 characters; None =
     # those routes answer 403. Never logged.
     admin_token: str | None = field(default=None, repr=False)
+    # STREAM_MAX_CLIENTS: live streams (GET /api/v1/stream) one web process holds; one more is answered 503 with
+    # Retry-After. Each holds a thread: keep it below BLOCKING_THREADS in app/api/server.py (1,100) minus ~100.
+    stream_max_clients: int = 1000
+    # STREAM_HEARTBEAT_SECONDS: a `: heartbeat` comment this often on an idle stream (finds clients that left).
+    stream_heartbeat_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -109,6 +114,8 @@ class Settings:
             cors_origins=_origins(get),
             coingecko_monthly_calls=_int(get, "COINGECKO_MONTHLY_CALLS", 10_000, 1, 10 ** 9),
             admin_token=_admin_token(get),
+            stream_max_clients=_int(get, "STREAM_MAX_CLIENTS", 1000, 0, 1000),
+            stream_heartbeat_seconds=_float(get, "STREAM_HEARTBEAT_SECONDS", 15.0, 0.1, 300),
         )
         return settings
 

@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import backfill, cors, dashboard, errors, health, limits, openapi, search, stats
+from app.api import backfill, cors, dashboard, errors, health, limits, openapi, search, stats, stream
 from app.api.coins import bp as coins_bp
 from app.api.extensions import UpdateListener, init_state
 from app.bootstrap import Services, bootstrap, load_settings
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(backfill.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(stream.bp)
     cors.enable(app, settings.cors_origins)
     # Outermost first: a plain /stats or /deviation from prepared bytes (its request line is short by its pattern;
     # its headers granian caps at 400 KB), then the size limits for every request Flask handles

@@ -23,6 +23,7 @@ STATUS: dict[type[domain.AppError], int] = {
     domain.NoData: 503,
     domain.StorageUnavailable: 503,
     domain.BrokerUnavailable: 503,
+    domain.TooManyStreams: 503,
 }
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import atexit
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, current_app
 
 from app.bootstrap import Services
 from app.services.catalog import StoredCatalog
+from app.services.live import LiveHub, NoUpdateLog
 from app.services.reporting import Readiness, StatsView, keep_fresh
 from app.services.tracking import CoinTracking
 
@@ -25,6 +27,7 @@ class WebState:
     readiness: Readiness
     catalog: StoredCatalog  # CoinGecko's coin list, cached in the store
     tracking: CoinTracking  # adds and removes tracked coins
+    live: LiveHub
 
 
 def init_state(app: Flask, services: Services) -> WebState:
@@ -35,8 +38,11 @@ def init_state(app: Flask, services: Services) -> WebState:
     catalog = services.catalog()
     tracking = CoinTracking(services.registry, catalog, services.bus, services.tracked, services.clock,
                             changed=view.try_refresh)
+    settings = services.settings
+    updates: Any = services.bus if hasattr(services.bus, "updates_after") else NoUpdateLog()  # tests' FakeBus keeps none
+    live = LiveHub(view, updates, settings.stream_max_clients, settings.stream_heartbeat_seconds)
     state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}),
-                     catalog, tracking)
+                     catalog, tracking, live)
     app.extensions[_KEY] = state
     return state
 
@@ -66,6 +72,10 @@ def tracking(app: Flask | None = None) -> CoinTracking:
     return state(app).tracking
 
 
+def live(app: Flask | None = None) -> LiveHub:
+    return state(app).live
+
+
 class UpdateListener:
     """A daemon thread subscribed to `crypto-update` that keeps the app's view fresh (keep_fresh). Stopped at exit,
     or by `stop()`."""
@@ -80,9 +90,12 @@ class UpdateListener:
         web = state(app)
         self._thread = threading.Thread(
             target=keep_fresh, name="crypto-update-listener", daemon=True,
-            args=(web.view, web.services.bus, web.services.settings.refresh_interval_seconds, self._stop))
+            args=(web.view, web.services.bus, web.services.settings.refresh_interval_seconds, self._stop),
+            kwargs={"on_event": web.live.on_update,
+                    "on_redis_back": lambda: web.readiness.forget_failure("redis")})
         self._thread.start()
         atexit.register(self._stop.set)
+        atexit.register(web.live.close)
         app.extensions[_KEY + ".listener"] = self
 
     def stop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "crypto-update"
 KEY_PREFIX = "cryptostats:"
+UPDATES_STREAM = KEY_PREFIX + "updates"  # the recent `stored` events (with their prices), for SSE replay
+# Entries kept (approximately: MAXLEN ~ trims whole nodes, cheaply). At one update per minute, well over a day;
+# a client gone for longer gets a fresh snapshot instead of a replay.
+UPDATES_STREAM_MAXLEN = 2000
+_STREAM_ID = r"^[0-9]{1,20}-[0-9]{1,20}$"
 
 
 # Anyone who can publish to this Redis can put anything on `crypto-update` (and in the last-event key): every
@@ -124,6 +130,40 @@ def parse_event(raw: bytes | str | None) -> dict[str, Any] | None:
         return None
 
 
+class _PriceSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    coin = fields.String(required=True, validate=validate.Regexp(_COIN))
+    currency = fields.String(required=True, validate=validate.Regexp(r"^[a-z]{2,10}$"))
+    price = fields.Float(required=True, allow_nan=False)
+    market_cap = fields.Float(allow_none=True, allow_nan=False)
+    change_24h = fields.Float(allow_none=True, allow_nan=False)
+    deviation = fields.Float(allow_none=True, allow_nan=False)
+    observed_at = fields.String(required=True, validate=validate.Length(max=40))
+    fetched_at = fields.String(required=True, validate=validate.Length(max=40))
+
+
+class _UpdateSchema(UpdateEventSchema):
+    prices = fields.List(fields.Nested(_PriceSchema), load_default=list, validate=validate.Length(max=10_000))
+
+
+_UPDATE = _UpdateSchema()
+
+
+def parse_update(raw: bytes | None) -> dict[str, Any] | None:
+    """A validated entry of the updates stream ("prices" a list of plain dicts), or None (logged, throttled).
+    Anyone who can write to this Redis can write there too: nothing unchecked reaches a client."""
+    if raw is None:
+        return None
+    try:
+        event = _UPDATE.load(json.loads(raw))
+    except (ValueError, RecursionError, TypeError, ValidationError):
+        _bad_message("an invalid entry in the updates stream")
+        return None
+    return event if event["event"] == "stored" else None
+
+
 class _RedisConnection:
     """One lazily made redis-py client, remade in a process that forked since (after fork, sockets are not ours).
     Redis errors become BrokerUnavailable; the next call reconnects."""
@@ -181,12 +221,41 @@ class RedisUpdateBus(_RedisConnection):
         self._pubsub = None
 
     def publish(self, event: dict[str, Any]) -> None:
-        payload = json.dumps(event, separators=(",", ":"))
+        """SET the last event, XADD a `stored` one (its `prices` included) to the capped updates stream, PUBLISH;
+        in one transaction. `prices` stays out of the channel and the last-event key (bounded by MAX_EVENT_BYTES)."""
+        payload = json.dumps({k: v for k, v in event.items() if k != "prices"}, separators=(",", ":"))
         with self._errors("publish"):
             pipe = self.client.pipeline(transaction=True)
             pipe.set(KEY_PREFIX + "last-event", payload)
+            if event.get("event") == "stored":
+                pipe.xadd(UPDATES_STREAM, {"event": json.dumps(event, separators=(",", ":"))},
+                          maxlen=UPDATES_STREAM_MAXLEN, approximate=True)
             pipe.publish(self.channel, payload)
             pipe.execute()
+
+    def latest_update_id(self) -> str | None:
+        """The id of the newest entry of the updates stream, or None when it is empty."""
+        with self._errors("read"):
+            entries: Any = self.client.xrevrange(UPDATES_STREAM, count=1)
+        return entries[0][0].decode() if entries else None
+
+    def updates_after(self, update_id: str, upto: str | None = None,
+                      limit: int = UPDATES_STREAM_MAXLEN) -> list[tuple[str, dict[str, Any]]] | None:
+        """The `stored` events after `update_id` (up to `upto` included), oldest first, as (id, event) with their
+        `prices` validated; or None when `update_id` is not (or no longer) in the stream: too old, or unknown."""
+        if not re.match(_STREAM_ID, update_id or "") or (upto is not None and not re.match(_STREAM_ID, upto)):
+            return None
+        with self._errors("read"):
+            # "0-0": before the first update (a snapshot taken when none was stored), always known.
+            if update_id != "0-0" and not self.client.xrange(UPDATES_STREAM, update_id, update_id):
+                return None
+            entries: Any = self.client.xrange(UPDATES_STREAM, "(" + update_id, upto or "+", count=limit)
+        out = []
+        for raw_id, fields_ in entries:
+            event = parse_update(fields_.get(b"event"))
+            if event is not None:
+                out.append((raw_id.decode(), event))
+        return out
 
     def last_event(self) -> dict[str, Any] | None:
         with self._errors("read"):

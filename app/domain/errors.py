@@ -78,6 +78,13 @@ class NoData(AppError):
     transient = True
 
 
+class TooManyStreams(AppError):
+    """This web process holds its maximum of live streams (STREAM_MAX_CLIENTS); another may have room."""
+
+    code = "too_many_streams"
+    transient = True
+
+
 class StorageUnavailable(AppError):
     """The store could not be reached or refused the operation for a transient reason."""
 

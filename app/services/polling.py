@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from app.domain.errors import AppError, BrokerUnavailable, UpstreamBadResponse, UpstreamError, UpstreamRateLimited
+from app.domain.errors import (AppError, BrokerUnavailable, StorageUnavailable, UpstreamBadResponse, UpstreamError,
+                               UpstreamRateLimited)
 from app.domain.model import TrackedCoins
 from app.domain.plausibility import MAX_FUTURE, implausible
 from app.domain.schedule import CronSchedule
+from app.domain.stats import DEVIATION_WINDOW, population_std
 from app.ports import Claims, PriceRepository, PriceSource, UpdateBus
 
 log = logging.getLogger(__name__)
@@ -155,10 +157,33 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
     try:
         if slot is not None:
             claims.claim(slot_key(slot), int(ctx.slot_done_ttl.total_seconds()))
-        ctx.bus.publish(report.event())
+        ctx.bus.publish({**report.event(), "prices": latest_prices(ctx.repo, ctx.tracked, report.coins)})
     except BrokerUnavailable as exc:
         log.warning("stored %d new records but could not announce them: %s", report.new_records, exc)
     return report
+
+
+def latest_prices(repo: PriceRepository, tracked: TrackedCoins, coins: list[str]) -> list[dict[str, Any]]:
+    """What the web's live stream pushes for the coins (CoinGecko ids) just stored: per coin and tracked currency,
+    the newest record and the deviation of the last DEVIATION_WINDOW, as GET /api/v1/coins shows them (public ids).
+    Read after the batch is stored; a store that fails now costs the push only (an empty list), not the run."""
+    public = {tracked.source_id(p): p for p in tracked.public_ids}
+    out = []
+    try:
+        for coin in coins:
+            for vs in tracked.vs_currencies:
+                rows = repo.last_n(coin, vs, DEVIATION_WINDOW)
+                if rows and coin in public:
+                    latest = rows[0]
+                    out.append({"coin": public[coin], "currency": vs, "price": latest.price,
+                                "market_cap": latest.market_cap, "change_24h": latest.change_24h,
+                                "deviation": population_std([r.price for r in rows]),
+                                "observed_at": latest.observed_at.isoformat(),
+                                "fetched_at": latest.fetched_at.isoformat()})
+    except StorageUnavailable as exc:
+        log.warning("stored the batch but cannot read it back for the live stream: %s", exc)
+        return []
+    return out
 
 
 COOLDOWN_KEY = "upstream-cooldown"

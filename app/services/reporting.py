@@ -333,10 +333,13 @@ class StatsView:
 
 
 def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: threading.Event,
-               poll_timeout: float = 1.0) -> None:
+               poll_timeout: float = 1.0, on_event: Callable[[], None] | None = None,
+               on_redis_back: Callable[[], None] | None = None) -> None:
     """Refresh `view` on every `crypto-update` event, after every (re)subscription (events may have been missed
-    while disconnected) and every `every_seconds` anyway. Runs until `stop` is set; survives Redis and store
-    outages (logs once per outage, retries with backoff). The bus drops invalid messages (they refresh nothing).
+    while disconnected) and every `every_seconds` anyway; then call `on_event` (the live streams' fan-out). When the
+    subscription comes back after an outage, call `on_redis_back` (readiness need not wait out a cached failure).
+    Runs until `stop` is set; survives Redis and store outages (logs once per outage, retries with backoff). The bus
+    drops invalid messages (they refresh nothing).
     """
     last = float("-inf")  # refresh at once on start
     backoff = 1.0
@@ -347,6 +350,8 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
             if redis_down:
                 log.info("crypto-update subscription restored")
                 redis_down = False
+                if on_redis_back is not None:
+                    on_redis_back()
             backoff = 1.0
         except BrokerUnavailable as exc:
             if not redis_down:
@@ -370,6 +375,11 @@ def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: thre
                 last = time.monotonic()
             else:
                 last = time.monotonic() - every_seconds + min(every_seconds, 5.0)  # try again in a few seconds
+        if event is not None and on_event is not None:
+            try:
+                on_event()
+            except Exception:  # noqa: BLE001  a bug must not cost the listener its life, nor go unseen
+                log.exception("unexpected error fanning an update out to the live streams")
 
 
 @dataclass(frozen=True)
@@ -395,6 +405,10 @@ class _Probe:
         self._at = float("-inf")
         self._running: threading.Event | None = None  # set when the probe in flight finishes
         self._logged: ProbeResult | None = ProbeResult(True)  # the state last logged (a change is logged)
+
+    def forget_failure(self) -> None:
+        with self._lock:
+            self._at = float("-inf")
 
     def result(self) -> ProbeResult:
         with self._lock:
@@ -453,6 +467,13 @@ class Readiness:
     def __init__(self, parts: dict[str, Callable[[], None]], *, cache_seconds: float = 3.0,
                  timeout_seconds: float = 1.0) -> None:
         self._probes = [_Probe(name, ping, cache_seconds, timeout_seconds) for name, ping in parts.items()]
+
+    def forget_failure(self, name: str) -> None:
+        """The part is known to answer again (this process just reached it): probe it at the next check instead of
+        repeating the cached failure until it ages."""
+        for probe in self._probes:
+            if probe.name == name:
+                probe.forget_failure()
 
     def check(self) -> dict[str, ProbeResult]:
         """{part name: ProbeResult}; takes at most about `timeout_seconds` per part, usually no time at all."""

@@ -115,6 +115,17 @@ def test_readyz_shows_an_outage_at_once_and_does_not_probe_a_down_part_again_for
     assert client.get("/readyz").get_json()["checks"]["redis"] == {"ok": False, "code": "broker_unavailable"}
 
 
+def test_readyz_is_ready_at_once_when_this_process_has_reached_redis_again(app, client, bus):
+    """The listener's subscription coming back is proof that Redis answers: the cached failure is not repeated."""
+    from app.api import extensions
+
+    bus.down = True
+    assert client.get("/readyz").status_code == 503
+    bus.down = False
+    extensions.readiness(app).forget_failure("redis")  # what the listener does when its subscription is restored
+    assert client.get("/readyz").status_code == 200
+
+
 def test_readyz_shows_the_workers_clock_skew_when_reported(client, view):
     view.note_event({"event": "stored", "coins": ["bitcoin"], "clock_skew_seconds": -600.0})
     assert client.get("/readyz").get_json()["clock"] == {"skew_seconds": -600.0, "ok": False}

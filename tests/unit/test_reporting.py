@@ -109,6 +109,25 @@ def test_keep_fresh_refreshes_on_events_and_survives_a_redis_outage(view, repo, 
     assert not thread.is_alive()
 
 
+def test_keep_fresh_says_when_its_subscription_is_back_after_an_outage(view, bus, caplog):
+    back = threading.Event()
+    stop = threading.Event()
+    thread = threading.Thread(target=keep_fresh, args=(view, bus, 3600, stop),
+                              kwargs={"poll_timeout": 0.01, "on_redis_back": back.set})
+    with caplog.at_level(logging.WARNING):
+        thread.start()
+        try:
+            wait_until(lambda: view.loaded, 5, what="first refresh")
+            bus.down = True
+            wait_until(lambda: "subscription lost" in caplog.text, 5, what="the outage noticed")
+            assert not back.is_set()
+            bus.down = False
+            assert back.wait(10)
+        finally:
+            stop.set()
+            thread.join(5)
+
+
 def test_a_coin_coingecko_keeps_rejecting_says_why(view, repo):
     repo.add_batch([obs("bitcoin", 40000)])
     view.refresh()
