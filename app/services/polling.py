@@ -170,9 +170,11 @@ def latest_prices(repo: PriceRepository, tracked: TrackedCoins, coins: list[str]
     public = {tracked.source_id(p): p for p in tracked.public_ids}
     out = []
     try:
+        # One store read for every pair (3,000 at 1,000 coins x 3 currencies), not one per pair.
+        windows = repo.last_n_many([(coin, vs) for coin in coins for vs in tracked.vs_currencies], DEVIATION_WINDOW)
         for coin in coins:
             for vs in tracked.vs_currencies:
-                rows = repo.last_n(coin, vs, DEVIATION_WINDOW)
+                rows = windows.get((coin, vs))
                 if rows and coin in public:
                     latest = rows[0]
                     out.append({"coin": public[coin], "currency": vs, "price": latest.price,

@@ -6,8 +6,8 @@
 For each store, with an empty store and then with a year of history (one polled record a day per coin and
 currency, 1,095,000 records at 1,000 x 3: what a 365-day backfill gives, CoinGecko's granularity beyond 90 days):
 - update: a /simple/price answer for every coin (the JSON bytes, as CoinGecko sends them in MAX_URL_BYTES calls)
-  parsed, checked against the newest stored records (one read) and stored in one batch; upstream latency excluded.
-  Budget 2 s.
+  parsed, checked against the newest stored records (one read) and stored in one batch; upstream latency excluded;
+  then "announce": what the worker reads and computes for the event (the live stream's prices). Budget 2 s for both.
 - start: a web's first full reload of the view (every pair's last 100 polled records). Budget 10 s on SQLite.
 - applied: the web's work once a crypto-update arrives (the view brought up to the store, the changed /stats
   answer rendered). Budget 1 s.
@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from app.api.stats import render_stats
 from app.domain.model import Observation, TrackedCoins
 from app.ports import FetchResult
-from app.services.polling import poll_prices
+from app.services.polling import latest_prices, poll_prices
 from app.services.reporting import StatsView
 from app.upstream.coingecko import MAX_IDS_PER_CALL, MAX_URL_BYTES, id_batches, parse_simple_price
 from tests.contract.backends import NO_SERVER_REASON, MongoServerBackend, real_server_uri, sqlite_in_temp_dir
@@ -119,6 +119,9 @@ def bench(backend, coins: list[str], days: int) -> list[dict]:
                 update_s, report = timed(lambda: poll_prices(source, repo, tracked,
                                                              lambda: datetime.now(timezone.utc)))
                 assert report.new_records == len(coins) * len(CURRENCIES), report.rejected
+                # What run_update reads and computes before it publishes (the live stream's prices).
+                announce_s, prices = timed(lambda: latest_prices(repo, tracked, report.coins))
+                assert len(prices) == len(coins) * len(CURRENCIES)
 
                 def apply() -> Observation:
                     view.refresh()
@@ -128,9 +131,9 @@ def bench(backend, coins: list[str], days: int) -> list[dict]:
                 assert view.summary(coins[-1], "gbp")[0].latest.observed_at == NOW - timedelta(minutes=30) + timedelta(minutes=k)
                 results.append({
                     "server": server, "store": label, "update": attempt, "records": repo.count(),
-                    "history_s": history_s if attempt == 1 else None, "update_s": update_s,
+                    "history_s": history_s if attempt == 1 else None, "update_s": update_s, "announce_s": announce_s,
                     "start_s": start_s if attempt == 1 else None, "applied_s": applied_s, "ferretdb": ferretdb,
-                    "ok": ferretdb or (update_s < BUDGET_UPDATE_S and applied_s < BUDGET_APPLIED_S
+                    "ok": ferretdb or (update_s + announce_s < BUDGET_UPDATE_S and applied_s < BUDGET_APPLIED_S
                                        and start_s < BUDGET_START_S)})
         return results
     finally:
@@ -165,14 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(coins)} coins x {len(CURRENCIES)} currencies; budgets: update (parse + check + store) "
           f"< {BUDGET_UPDATE_S:g} s, applied by the web < {BUDGET_APPLIED_S:g} s, web start < {BUDGET_START_S:g} s")
     print(f"{'server':<16} {'store':<18} {'#':>2} {'records':>9} {'history s':>10} {'update s':>9} "
-          f"{'web start s':>12} {'applied s':>10}")
+          f"{'announce s':>11} {'web start s':>12} {'applied s':>10}")
     for r in results:
         history = f"{r['history_s']:.1f}" if r["history_s"] is not None else ""
         start = f"{r['start_s']:.2f}" if r["start_s"] is not None else ""
         verdict = "ok" if not r["ferretdb"] and r["ok"] else "OVER BUDGET" if not r["ok"] else \
             "(FerretDB: reported, not budgeted: it scans the collection for every query)"
         print(f"{r['server']:<16} {r['store']:<18} {r['update']:>2} {r['records']:>9} {history:>10} "
-              f"{r['update_s']:>9.2f} {start:>12} {r['applied_s']:>10.2f}  {verdict}")
+              f"{r['update_s']:>9.2f} {r['announce_s']:>11.2f} {start:>12} {r['applied_s']:>10.2f}  {verdict}")
     return 0 if all(r["ok"] for r in results) else 1
 
 
