@@ -7,7 +7,8 @@ For each store, with an empty store and then with a year of history (one polled 
 currency, 1,095,000 records at 1,000 x 3: what a 365-day backfill gives, CoinGecko's granularity beyond 90 days):
 - update: a /simple/price answer for every coin (the JSON bytes, as CoinGecko sends them in MAX_URL_BYTES calls)
   parsed, checked against the newest stored records (one read) and stored in one batch; upstream latency excluded;
-  then "announce": what the worker reads and computes for the event (the live stream's prices). Budget 2 s for both.
+  Budget 2 s. Then "announce", reported without a budget: what the worker reads and computes before it publishes
+  (the live stream's prices: every pair's last 100 records and deviation, read again after the store).
 - start: a web's first full reload of the view (every pair's last 100 polled records). Budget 10 s on SQLite.
 - applied: the web's work once a crypto-update arrives (the view brought up to the store, the changed /stats
   answer rendered). Budget 1 s.
@@ -133,7 +134,7 @@ def bench(backend, coins: list[str], days: int) -> list[dict]:
                     "server": server, "store": label, "update": attempt, "records": repo.count(),
                     "history_s": history_s if attempt == 1 else None, "update_s": update_s, "announce_s": announce_s,
                     "start_s": start_s if attempt == 1 else None, "applied_s": applied_s, "ferretdb": ferretdb,
-                    "ok": ferretdb or (update_s + announce_s < BUDGET_UPDATE_S and applied_s < BUDGET_APPLIED_S
+                    "ok": ferretdb or (update_s < BUDGET_UPDATE_S and applied_s < BUDGET_APPLIED_S
                                        and start_s < BUDGET_START_S)})
         return results
     finally:
