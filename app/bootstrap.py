@@ -9,15 +9,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from app import embedded_redis
+from app import embedded_redis, logs
 from app.bus.redis import RedisClaims, RedisUpdateBus
 from app.config import Settings
 from app.redaction import install_log_redaction
 from app.domain.errors import AppError, ConfigError
 from app.domain.model import TrackedCoins
+from app.metrics import RedisMetrics, prepare_web_metrics
 from app.counters import RedisCounters
-from app.ports import (Claims, CoinRegistry, Counters, HistorySource, PriceRepository, PriceSource, UpdateBus,
-                       UsageCounter)
+from app.ports import (Claims, CoinRegistry, Counters, HistorySource, Metrics, NullMetrics, PriceRepository,
+                       PriceSource, UpdateBus, UsageCounter)
 from app.queue import QUEUE_NAME
 from app.storage import make_coin_registry, make_repository
 from app.services.catalog import StoredCatalog, check_tracked
@@ -47,6 +48,8 @@ class Services:
     counters: Counters = field(default=None, repr=False)  # type: ignore[assignment]  # usage counts, backfill progress
     jobs: "JobQueue" = field(default=None, repr=False)  # type: ignore[assignment]  # queues Celery tasks by name
     history: HistorySource = field(default=None, repr=False)  # type: ignore[assignment]  # CoinGecko's past
+    metrics: Metrics = field(default_factory=NullMetrics)  # what runs report for GET /metrics (app/metrics.py)
+    redis_url: str | None = None  # the real Redis this process uses (rate-limit counters, metrics); None in tests
 
     @property
     def tracked(self) -> TrackedCoins:
@@ -60,7 +63,7 @@ class Services:
         return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked_now(), self.clock,
                              slot_done_ttl=budget.slot_done_ttl,
                              fetch_claim_ttl=timedelta(seconds=budget.fetch_claim_seconds),
-                             max_cooldown=budget.max_cooldown)
+                             max_cooldown=budget.max_cooldown, metrics=self.metrics)
 
     @property
     def registry(self) -> CoinRegistry:
@@ -76,7 +79,7 @@ class Services:
         return StoredCatalog(_catalog_fetcher(self.settings, self.counters), self.registry, self.clock)
 
     def close(self) -> None:
-        for part in (self.repo, self.bus, self.claims, self.source, self.counters, self.history):
+        for part in (self.repo, self.bus, self.claims, self.source, self.counters, self.history, self.metrics):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -85,10 +88,11 @@ class Services:
 def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source: PriceSource | None = None,
               bus: UpdateBus | None = None, claims: Claims | None = None,
               clock: Callable[[], datetime] = utcnow, coins: CoinRegistry | None = None,
-              counters: Counters | None = None) -> Services:
+              counters: Counters | None = None, metrics: Metrics | None = None) -> Services:
     """Build the services for this process; anything passed in replaces the real adapter. Connects lazily (the
     embedded redis-server is started here when no REDIS_URL is set and a Redis adapter is needed). A `bus` given
-    alone brings its claims: its own Redis, or itself when it implements Claims too (tests' in-process Redis)."""
+    alone brings its claims: its own Redis, or itself when it implements Claims too (tests' in-process Redis).
+    With the real bus, metrics are counted in its Redis (app/metrics.py) unless `metrics` is given; else nowhere."""
     counters_url = _counters_url(settings)
     if counters is None:
         counters = RedisCounters(counters_url)  # connects when first used
@@ -101,15 +105,19 @@ def bootstrap(settings: Settings, *, repo: PriceRepository | None = None, source
         claims = bus
     elif claims is None and isinstance(bus, RedisUpdateBus):
         claims = RedisClaims(bus.url)  # the same Redis
+    redis_url = None
     if bus is None or claims is None:
         url = embedded_redis.redis_url(settings.redis_url, settings.data_dir)
+        redis_url = url if bus is None else None
         bus = bus if bus is not None else RedisUpdateBus(url)
         claims = claims if claims is not None else RedisClaims(url)
+    if metrics is None:
+        metrics = RedisMetrics(redis_url) if redis_url else NullMetrics()
     if coins is None:
         coins = make_coin_registry(repo)
     history = source if hasattr(source, "fetch_range") else client  # a fake price source: the real history
     return Services(settings, repo, source, bus, claims, clock, coins, counters, JobQueue(counters_url),
-                    history)  # type: ignore[arg-type]
+                    history, metrics=metrics, redis_url=redis_url)  # type: ignore[arg-type]
 
 
 def broker_url(settings: Settings) -> str:
@@ -191,6 +199,32 @@ def prepare(settings: Settings) -> None:
         raise SystemExit(1) from None
 
 
+RATE_LIMIT_REDIS_TIMEOUT_SECONDS = 0.5  # a rate-limit check must not hold a request long when Redis hangs
+
+
+def rate_limit_storage(services: Services) -> tuple[str, dict]:
+    """(flask-limiter storage URI, its options) for the web's rate-limit counters: the platform's Redis (its URL as
+    redis-py reads it, unix sockets and passwords included) so every web process shares them; this process's memory
+    when the services run without a real Redis (tests)."""
+    if not services.redis_url:
+        return "memory://", {}
+    import redis
+
+    pool = redis.ConnectionPool.from_url(services.redis_url, socket_timeout=RATE_LIMIT_REDIS_TIMEOUT_SECONDS,
+                                         socket_connect_timeout=RATE_LIMIT_REDIS_TIMEOUT_SECONDS)
+    return "redis://", {"connection_pool": pool}
+
+
+def prepare_web(settings: Settings) -> None:
+    """What the web's entry point does once, before it starts its processes: a fresh per-instance
+    PROMETHEUS_MULTIPROC_DIR (app/metrics.py), so /metrics sums all of them. On failure: one line, exit 2."""
+    try:
+        prepare_web_metrics(settings.data_dir, settings.port)
+    except OSError as exc:
+        print(f"configuration error: PROMETHEUS_MULTIPROC_DIR: cannot use it: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def log_format(role: str) -> str:
     """The one line format of every process (web, worker, beat, supervisor, cli): logging's default timestamp, the
     level, which process wrote it, the logger. Celery's worker adds `%(task)s` to its role (the task id)."""
@@ -236,8 +270,10 @@ def configure_logging(settings: Settings, role: str = "web") -> None:
     root = logging.getLogger()
     if root.handlers:
         root.setLevel(settings.log_level)
+        logs.use(root, settings.log_format, role)
         return
     logging.basicConfig(level=settings.log_level, format=log_format(role))
+    logs.use(root, settings.log_format, role)  # LOG_FORMAT=json
 
 
 _announced: set[str] = set()

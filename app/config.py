@@ -57,6 +57,15 @@ class Settings:
     # CORS_ORIGINS: browser origins allowed to read the public GET routes cross-origin: ("*",) any, () none, or
     # exact origins such as https://dash.example.com. Admin routes never get CORS (app/api/cors.py).
     cors_origins: tuple[str, ...] = ("*",)
+    # METRICS_TOKEN: when set, GET /metrics needs `Authorization: Bearer <token>`; None = open (bind it privately).
+    metrics_token: str | None = field(default=None, repr=False)
+    # RATE_LIMIT: requests per client on the public routes, as `<n>/<second|minute|hour|day>`; None = off (`0`).
+    # 300/minute: the dashboard and a polling script fit many times over; a client in a loop is cut to 5/s.
+    rate_limit: str | None = "300/minute"
+    # TRUSTED_PROXIES: whose X-Forwarded-For is believed for the client address: () none (the socket's peer is the
+    # client), a hop count (1 on Render and Heroku), or addresses/CIDRs of the proxies.
+    trusted_proxies: int | tuple[str, ...] = ()
+    log_format: str = "text"  # LOG_FORMAT: text (one line per record) | json (one JSON object per line)
     # COINGECKO_MONTHLY_CALLS: CoinGecko calls a month the plan allows (10,000 = Demo); the schedule's projection
     # is checked against it at start (GET /api/v1/usage shows both).
     coingecko_monthly_calls: int = 10_000
@@ -112,6 +121,10 @@ class Settings:
             retry_base_seconds=_float(get, "RETRY_BASE_SECONDS", 10.0, 0.1, 300),
             log_level=_choice(get, "LOG_LEVEL", "INFO", _LOG_LEVELS),
             cors_origins=_origins(get),
+            metrics_token=_token(get, "METRICS_TOKEN"),
+            rate_limit=_rate_limit(get),
+            trusted_proxies=_trusted_proxies(get),
+            log_format=_choice(get, "LOG_FORMAT", "TEXT", ("TEXT", "JSON")).lower(),
             coingecko_monthly_calls=_int(get, "COINGECKO_MONTHLY_CALLS", 10_000, 1, 10 ** 9),
             admin_token=_admin_token(get),
             stream_max_clients=_int(get, "STREAM_MAX_CLIENTS", 1000, 0, 1000),
@@ -292,3 +305,52 @@ def _origins(get) -> tuple[str, ...]:
         raise ConfigError("CORS_ORIGINS", f"must be *, none, or origins such as https://dash.example.com "
                                           f"(scheme://host[:port], no path), got {', '.join(map(repr, bad or [raw]))}")
     return tuple(dict.fromkeys(item.lower() for item in items))
+
+
+def _token(get, name: str) -> str | None:
+    """A bearer token: at least 16 characters of the RFC 6750 token alphabet (a short one is guessable)."""
+    raw = get(name)
+    if raw is None:
+        return None
+    if len(raw) < 16 or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", raw):
+        raise ConfigError(name, "must be at least 16 characters of letters, digits and -._~+/= (e.g. the output of "
+                                "`openssl rand -hex 32`)")
+    return raw
+
+
+_RATE = re.compile(r"^([1-9][0-9]{0,8})\s*(?:/|per)\s*(second|minute|hour|day)$")
+
+
+def _rate_limit(get) -> str | None:
+    """RATE_LIMIT: `0` (off) or `<n>/<second|minute|hour|day>`, e.g. 120/minute."""
+    raw = get("RATE_LIMIT")
+    if raw is None:
+        return "300/minute"
+    if raw == "0":
+        return None
+    match = _RATE.match(raw.lower())
+    if not match:
+        raise ConfigError("RATE_LIMIT", f"must be 0 (off) or requests per period such as 120/minute, got {raw!r}")
+    return f"{match.group(1)}/{match.group(2)}"
+
+
+def _trusted_proxies(get) -> int | tuple[str, ...]:
+    """TRUSTED_PROXIES: empty (none), a hop count (1-10), or comma-separated addresses/CIDRs."""
+    import ipaddress
+
+    raw = get("TRUSTED_PROXIES")
+    if raw is None:
+        return ()
+    if raw.isdigit():
+        hops = int(raw)
+        if not 0 <= hops <= 10:
+            raise ConfigError("TRUSTED_PROXIES", f"a hop count must be between 0 and 10, got {hops}")
+        return hops or ()
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError("TRUSTED_PROXIES", f"must be a hop count or addresses/CIDRs such as 10.0.0.0/8, "
+                                                 f"got {item!r}") from None
+    return tuple(items)

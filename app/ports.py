@@ -150,6 +150,46 @@ class Claims(Protocol):
         """Remove a marker, whoever set it (no-op when it is not set)."""
 
 
+class Metrics(Protocol):
+    """What the services report for the operator's metrics (GET /metrics). Implementations never raise: a metric
+    that cannot be recorded must not fail a run."""
+
+    def run_finished(self, outcome: str) -> None:
+        """One update run ended: "stored", "skipped" (a duplicate trigger), "failed" (given up) or "retried"."""
+
+    def upstream_call(self, status: str) -> None:
+        """One CoinGecko request ended: its HTTP status ("200", "429", ...) or, without one, the error code."""
+
+    def records_stored(self, count: int, observed: Sequence[tuple[str, str, datetime]], at: datetime) -> None:
+        """A run stored `count` new records at `at`; `observed` holds (coin, vs_currency, observed_at) of each
+        price the store now has as its newest (the data age is measured from these)."""
+
+    def backfill_chunk(self, outcome: str) -> None:
+        """One chunk of a history backfill ended: "stored", "retried" (transient failure, 429) or "failed"."""
+
+    def sse_clients(self, delta: int) -> None:
+        """A Server-Sent Events client connected (+1) or left (-1)."""
+
+
+class NullMetrics:
+    """Metrics that go nowhere: the default of every service and test."""
+
+    def run_finished(self, outcome: str) -> None:
+        pass
+
+    def upstream_call(self, status: str) -> None:
+        pass
+
+    def records_stored(self, count: int, observed: Sequence[tuple[str, str, datetime]], at: datetime) -> None:
+        pass
+
+    def backfill_chunk(self, outcome: str) -> None:
+        pass
+
+    def sse_clients(self, delta: int) -> None:
+        pass
+
+
 class HistorySource(Protocol):
     def fetch_range(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         """One upstream request for a coin's history in [start, end), as backfilled observations, oldest first.

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timedelta
 
 from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_process_init, worker_ready
 
+from app import logs
 from app.bootstrap import Services, announce, bootstrap
 from app.domain.errors import AppError, UpstreamUnavailable
 from app.queue import TASK_NAME
 from app.services.polling import (STARTUP_CLAIM, needs_startup_update, report_failure, retry_decision, run_deadline,
                                   run_update, scheduled_slot)
-from tasks.celery_app import celery, settings
+from tasks.celery_app import celery, process_role, settings
 
 log = logging.getLogger(TASK_NAME)
 
@@ -68,7 +70,7 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
         now = s.clock()  # the attempt itself may have taken a while (timeouts, busy store)
         delay, reason = retry_decision(exc, attempt, now, deadline_at, max_delay=settings.budget.max_retry_delay_seconds,
                                        base_seconds=settings.retry_base_seconds)
-        report_failure(s.bus, exc, s.clock, delay)
+        report_failure(s.bus, exc, s.clock, delay, s.metrics)
         if delay is None:
             log.error("update failed (%s): %s; next try at the scheduled run %s", reason, exc.message,
                       deadline_at.strftime("%H:%M UTC"))
@@ -118,6 +120,7 @@ def quieter_task_logs(logger=None, **_):
     # LOG_LEVEL, whatever --loglevel says (Celery's default is WARNING): one setting for every process.
     if logger is not None:
         logger.setLevel(settings.log_level)
+        logs.use(logger, settings.log_format, process_role(sys.argv))  # LOG_FORMAT=json
     # Our own lines say what a run did, when it retries and why; Celery's per-task "succeeded"/"retry" lines would
     # repeat them on every attempt.
     level = logging.getLevelName(settings.log_level)
@@ -128,6 +131,7 @@ def quieter_task_logs(logger=None, **_):
 def task_log_level(logger=None, **_):
     if logger is not None:
         logger.setLevel(settings.log_level)
+        logs.use(logger, settings.log_format, process_role(sys.argv))
 
 
 def _record_with_task_id(factory):

@@ -7,10 +7,11 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from app.api import backfill, cors, dashboard, errors, health, limits, openapi, search, stats, stream
+from app.api import (backfill, cors, dashboard, errors, guard, health, limits, metrics, openapi, search, stats,
+                     stream)
 from app.api.coins import bp as coins_bp
 from app.api.extensions import UpdateListener, init_state
-from app.bootstrap import Services, bootstrap, load_settings
+from app.bootstrap import Services, bootstrap, load_settings, rate_limit_storage
 from app.config import Settings
 
 
@@ -50,6 +51,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.url_map.merge_slashes = False
     state = init_state(app, services)
     errors.register(app)
+    # Request ids, security headers, body size, request metrics, the rate limit.
+    limiter = guard.enable(app, settings, rate_limit_storage(services))
+    metrics.init_app(app, services.redis_url)
     app.register_blueprint(stats.bp)
     app.register_blueprint(stats.bp, url_prefix="/api/v1", name="stats_v1")
     app.register_blueprint(health.bp)
@@ -63,7 +67,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Outermost first: a plain /stats or /deviation from prepared bytes (its request line is short by its pattern;
     # its headers granian caps at 400 KB), then the size limits for every request Flask handles
     # (wrapping wsgi_app is Flask's documented way to add middleware).
-    app.wsgi_app = stats.FastPath(limits.limit_request_size(app.wsgi_app), state.view)  # type: ignore[method-assign]
+    # The fast path checks the rate limit, counts the request and sets its id too (guard.FastPathGuard).
+    app.wsgi_app = stats.FastPath(limits.limit_request_size(app.wsgi_app), state.view,  # type: ignore[method-assign]
+                                  guard=guard.FastPathGuard(limiter, settings))
 
     if background:
         UpdateListener(app)

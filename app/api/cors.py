@@ -19,7 +19,7 @@ PUBLIC_READ_PATHS = (
 )
 # Response headers a cross-origin script may read: the freshness of /stats and /deviation, and when to retry.
 EXPOSED_HEADERS = ["Last-Modified", "X-Data-Observed-At", "X-Data-Fetched-At", "X-Data-Stale", "Retry-After",
-                   "Content-Disposition"]
+                   "Content-Disposition", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
 PREFLIGHT_MAX_AGE_SECONDS = 600  # browsers cache a preflight answer this long (Chromium caps it at 2 h)
 
 

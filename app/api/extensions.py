@@ -40,7 +40,8 @@ def init_state(app: Flask, services: Services) -> WebState:
                             changed=view.try_refresh)
     settings = services.settings
     updates: Any = services.bus if hasattr(services.bus, "updates_after") else NoUpdateLog()  # tests' FakeBus keeps none
-    live = LiveHub(view, updates, settings.stream_max_clients, settings.stream_heartbeat_seconds)
+    live = LiveHub(view, updates, settings.stream_max_clients, settings.stream_heartbeat_seconds,
+                   metrics=services.metrics)
     state = WebState(services, view, Readiness({"store": services.repo.ping, "redis": services.bus.ping}),
                      catalog, tracking, live)
     app.extensions[_KEY] = state

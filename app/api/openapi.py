@@ -147,6 +147,10 @@ OPERATIONS: dict[str, dict] = {
     "/readyz": {"get": {"tags": ["operations"], "summary": "Store and Redis reachable; age of the newest data",
                         "responses": {"200": _json("Readiness", "Ready"),
                                       "503": _json("Readiness", "Not ready: the failing check's code")}}},
+    "/metrics": {"get": {"tags": ["operations"], "summary": "Prometheus metrics (Bearer METRICS_TOKEN when set)",
+                         "responses": {"200": {"description": "Prometheus text exposition format",
+                                               "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                       "401": _json("Error", "METRICS_TOKEN is set and was not given")}}},
     "/": _html("The dashboard"),
     "/docs": _html("This document, rendered (Swagger UI)"),
     "/openapi.json": {"get": {"tags": ["pages"], "summary": "This document",
@@ -168,6 +172,23 @@ def openapi_path(rule: str) -> str:
     return rule.replace("<", "{").replace(">", "}")
 
 
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")  # app/api/guard.py UNLIMITED_BLUEPRINTS
+
+
+def _document_rate_limit(document: dict) -> None:
+    """RATE_LIMIT set: every other operation may answer 429 (app/api/guard.py)."""
+    too_many = {"description": "Over RATE_LIMIT (`too_many_requests`); `Retry-After` says when to come back",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in (
+                    ("Retry-After", "seconds"), ("RateLimit-Limit", "requests per window"),
+                    ("RateLimit-Remaining", "requests left in this window"),
+                    ("RateLimit-Reset", "seconds until the window ends"))}}
+    for path, item in document["paths"].items():
+        if path not in UNLIMITED_PATHS:
+            for operation in item.values():
+                operation["responses"].setdefault("429", too_many)
+
+
 def build_spec(app) -> dict:
     """The OpenAPI 3.1 document of the routes `app` has (static assets aside). No server URL: the document is
     relative to wherever it was fetched from, so it names no host of the deployment."""
@@ -182,6 +203,8 @@ def build_spec(app) -> dict:
     spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer",
                                                     "description": "ADMIN_TOKEN"})
     document = spec.to_dict()
+    if extensions.services(app).settings.rate_limit:
+        _document_rate_limit(document)
     tracked = extensions.services(app).tracked
     # The tracked coins and currencies are configuration: say which they are (other values answer 404 or 400).
     enums = {"coin": list(tracked.public_ids), "currency": list(tracked.vs_currencies)}

@@ -16,11 +16,12 @@ BACKLOG = 2048
 
 def _log_config(settings) -> dict:
     """granian's own loggers in the platform's one line format and LOG_LEVEL, like every other line of the web."""
+    from app import logs
     from app.bootstrap import log_format
 
     handler = {"class": "logging.StreamHandler", "formatter": "platform", "stream": "ext://sys.stderr"}
     return {"version": 1, "disable_existing_loggers": False,
-            "formatters": {"platform": {"format": log_format("web")}},
+            "formatters": {"platform": logs.formatter_config(settings.log_format, "web", log_format("web"))},
             "handlers": {"stderr": handler},
             "root": {"level": settings.log_level, "handlers": ["stderr"]},
             # One line per request only with LOG_LEVEL=DEBUG.
@@ -50,12 +51,14 @@ def serve(settings, target: str = "wsgi:app") -> None:
 def main() -> int:
     """The Procfile's web: check the configuration once, before any worker starts (a bad variable: one line
     naming it, exit 2), then serve `wsgi:app`."""
-    from app.bootstrap import announce, check_tracked_coins, configure_logging, load_settings, prepare, read_environment
+    from app.bootstrap import (announce, check_tracked_coins, configure_logging, load_settings, prepare, prepare_web,
+                               read_environment)
 
     settings = load_settings(read_environment())  # ./.env too; the real environment wins
     configure_logging(settings, "web")
     prepare(settings)  # DATA_DIR and the embedded Redis, checked once here rather than failing in every worker
     check_tracked_coins(settings)  # COINS and VS_CURRENCIES against CoinGecko's lists
+    prepare_web(settings)  # a fresh PROMETHEUS_MULTIPROC_DIR for this instance, inherited by every worker
     announce(settings, "web")
     serve(settings)
     return 0

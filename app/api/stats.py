@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from email.utils import format_datetime
 
@@ -74,6 +75,7 @@ def get_deviation():
     return _answer(render_deviation)
 
 
+PROBE = "cryptostats.fast_path_probe"  # WSGI environ key of FastPath's own request to Flask
 _FAST_ROUTES = {"/stats": render_stats, "/deviation": render_deviation,
                 "/api/v1/stats": render_stats, "/api/v1/deviation": render_deviation}
 # Only the plain form clients send (what CoinQuerySchema accepts, nothing to unquote or strip); any other query
@@ -99,15 +101,19 @@ class FastPath:
     the Flask route itself, so no hook has to be written twice. A request with an `Origin` (CORS answers depend on
     it) goes to Flask."""
 
-    def __init__(self, wsgi_app, view: StatsView) -> None:
+    def __init__(self, wsgi_app, view: StatsView, guard=None) -> None:
         self.wsgi_app = wsgi_app
         self.view = view
+        # app/api/guard.FastPathGuard: the per-request part of Flask's hooks (rate limit, request id, metrics);
+        # `admit(environ)` gives the headers to add, or None to leave the request to Flask.
+        self.guard = guard
         self._hook_headers: list[tuple[str, str]] | None = None
 
     def _learn_hook_headers(self, environ) -> list[tuple[str, str]]:
         """The headers Flask adds to a /stats or /deviation answer beyond the fast path's own: asked once."""
         probe = {k: v for k, v in environ.items() if not k.startswith("HTTP_") or k == "HTTP_HOST"}
         probe["QUERY_STRING"] = environ.get("QUERY_STRING", "") + "&"  # not plain: answered by the Flask route
+        probe[PROBE] = True  # not a client's request: neither rate-limited nor counted
         seen: list[tuple[str, str]] = []
 
         def keep(status, headers, exc_info=None):
@@ -123,6 +129,7 @@ class FastPath:
         return [(k, v) for k, v in seen if k.lower() not in _OWN_OR_PER_REQUEST]
 
     def __call__(self, environ, start_response):
+        started = time.perf_counter()
         render = _FAST_ROUTES.get(environ.get("PATH_INFO"))
         if render is not None and environ.get("REQUEST_METHOD") == "GET" and "HTTP_ORIGIN" not in environ:
             plain = _PLAIN_QUERY.fullmatch(environ.get("QUERY_STRING", ""))
@@ -132,8 +139,12 @@ class FastPath:
                 except AppError:
                     pass  # unknown coin, no data...: Flask answers it in the one error shape
                 else:
-                    if self._hook_headers is None:
-                        self._hook_headers = self._learn_hook_headers(environ)
-                    start_response("200 OK", prepared.wsgi_headers[stale] + self._hook_headers)
-                    return [prepared.body]
+                    per_request = self.guard.admit(environ) if self.guard is not None else []
+                    if per_request is not None:
+                        if self._hook_headers is None:
+                            self._hook_headers = self._learn_hook_headers(environ)
+                        start_response("200 OK", prepared.wsgi_headers[stale] + self._hook_headers + per_request)
+                        if self.guard is not None:
+                            self.guard.served(environ["PATH_INFO"], time.perf_counter() - started)
+                        return [prepared.body]
         return self.wsgi_app(environ, start_response)

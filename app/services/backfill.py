@@ -9,10 +9,10 @@ from typing import Callable
 
 from app.domain.backfill import (DONE, FAILED, FREE_PLAN_MAX_DAYS, QUEUED, RUNNING, WAITING, BackfillProgress,
                                  plan_chunks)
-from app.domain.errors import AppError, BrokerUnavailable, InvalidQuery, UpstreamRateLimited
+from app.domain.errors import AppError, BrokerUnavailable, InvalidQuery, UpstreamError, UpstreamRateLimited
 from app.domain.model import TrackedCoins
-from app.ports import BackfillState, Claims, HistorySource, PriceRepository, UsageCounter
-from app.services.polling import COOLDOWN_KEY, _start_cooldown
+from app.ports import BackfillState, Claims, HistorySource, Metrics, NullMetrics, PriceRepository, UsageCounter
+from app.services.polling import COOLDOWN_KEY, _start_cooldown, upstream_status
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,15 @@ def backfill_progress(state: BackfillState, tracked: TrackedCoins, coin: str,
 
 def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillState, usage: UsageCounter,
                   claims: Claims, coin: str, vs_currency: str, days: int, clock: Callable[[], datetime], *,
-                  minute_budget: int = MINUTE_BUDGET, max_cooldown: timedelta = timedelta(hours=1)) -> Step:
+                  minute_budget: int = MINUTE_BUDGET, max_cooldown: timedelta = timedelta(hours=1),
+                  metrics: Metrics | None = None) -> Step:
     """Fetch and store the oldest chunk not held yet, or say how long to wait before trying (a 429's cooldown,
     whoever received it; the minute's call budget spent; a transient failure). Idempotent: a chunk is marked held
     only after its records are stored, so a step that dies half-way is simply taken again, and the store skips
     records it has. A permanent refusal (10012: beyond the plan's 365 days) ends the backfill as failed, saying
-    so. Raises BrokerUnavailable when the progress cannot be read or saved."""
+    so. Raises BrokerUnavailable when the progress cannot be read or saved. `metrics` hears of each chunk
+    ("stored", "retried" or "failed") and of its CoinGecko call."""
+    metrics = metrics or NullMetrics()
     now = clock()
     saved = state.load_progress(coin, vs_currency)
     progress = BackfillProgress.from_dict(saved) if saved else BackfillProgress(coin, vs_currency, days)
@@ -101,15 +104,22 @@ def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillS
         return _waiting(state, progress, now, wait, None)
     chunk = pending[0]
     try:
-        observations = source.fetch_range(coin, vs_currency, chunk.start, chunk.end)
+        try:
+            observations = source.fetch_range(coin, vs_currency, chunk.start, chunk.end)
+        except UpstreamError as exc:
+            metrics.upstream_call(upstream_status(exc))
+            raise
+        metrics.upstream_call("200")
         stored = repo.add_batch(observations)
     except UpstreamRateLimited as exc:
+        metrics.backfill_chunk("retried")
         _start_cooldown(claims, exc, max_cooldown)
         wait = _wait_seconds(claims, usage, clock(), minute_budget) or exc.retry_after or TRANSIENT_RETRY_SECONDS
         log.warning("backfill of %s/%s: chunk %s rate limited; next call in %.0f s", coin, vs_currency, chunk.key,
                     wait)
         return _waiting(state, progress, now, wait, exc)
     except AppError as exc:
+        metrics.backfill_chunk("retried" if exc.transient else "failed")
         if not exc.transient:
             progress = replace(progress, state=FAILED, last_error=exc.to_dict(), wait_until=None,
                                updated_at=now.isoformat())
@@ -120,6 +130,7 @@ def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillS
                     chunk.key, exc.message, TRANSIENT_RETRY_SECONDS)
         return _waiting(state, progress, now, TRANSIENT_RETRY_SECONDS, exc)
     state.mark_held(coin, vs_currency, chunk.key)
+    metrics.backfill_chunk("stored")
     progress = progress.chunk_stored(stored, fetched=True, at=clock())
     left = len(pending) - 1
     progress = replace(progress, state=RUNNING if left else DONE)

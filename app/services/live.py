@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Iterable, Iterator, Protocol
 
 from app.domain.errors import BrokerUnavailable, InvalidQuery, NoData, TooManyStreams
+from app.ports import Metrics, NullMetrics
 from app.services.reporting import StatsView
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ class LiveHub:
     Counts streams against `max_clients`. Thread-safe."""
 
     def __init__(self, view: StatsView, updates: UpdateLog, max_clients: int,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or NullMetrics()  # the SSE clients gauge of GET /metrics
         self.view = view
         self.updates = updates
         self.max_clients = max_clients
@@ -130,6 +132,7 @@ class LiveHub:
                 raise TooManyStreams(f"this server holds its maximum of {self.max_clients} live streams; retry "
                                      "shortly", details={"retry_in_seconds": self.heartbeat_seconds})
             self._clients += 1
+        self.metrics.sse_clients(1)
         return self._run(wanted, vs, last_event_id)
 
     def _run(self, coins: tuple[str, ...], vs: str, last_event_id: str | None) -> Iterator[str]:
@@ -161,6 +164,7 @@ class LiveHub:
         finally:
             with self._cond:
                 self._clients -= 1
+            self.metrics.sse_clients(-1)
 
     def _safe_read(self) -> None:
         try:

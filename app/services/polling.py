@@ -14,7 +14,7 @@ from app.domain.model import TrackedCoins
 from app.domain.plausibility import MAX_FUTURE, implausible
 from app.domain.schedule import CronSchedule
 from app.domain.stats import DEVIATION_WINDOW, population_std
-from app.ports import Claims, PriceRepository, PriceSource, UpdateBus
+from app.ports import Claims, Metrics, NullMetrics, PriceRepository, PriceSource, UpdateBus
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class UpdateReport:
 
 
 def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoins,
-                clock: Callable[[], datetime], slot: datetime | None = None) -> UpdateReport:
+                clock: Callable[[], datetime], slot: datetime | None = None,
+                metrics: Metrics | None = None) -> UpdateReport:
     """Fetch every tracked coin in every tracked currency with one upstream call and store the plausible ones at
     once (app.domain.plausibility; each coin is checked against its newest stored record).
 
@@ -53,11 +54,14 @@ def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoin
     record is plausible. A worker clock that differs from CoinGecko's is said in one log line. Idempotent: storing
     the same CoinGecko values again adds no record.
     """
+    metrics = metrics or NullMetrics()
     try:
         result = source.fetch_prices(tracked.source_ids(), tracked.vs_currencies)
     except UpstreamError as exc:
+        metrics.upstream_call(upstream_status(exc))
         _say_clock_skew(exc.clock_skew_seconds)
         raise
+    metrics.upstream_call("200")
     skew = result.clock_skew_seconds
     _say_clock_skew(skew)
     rejected = dict(result.rejected)
@@ -78,6 +82,9 @@ def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoin
         raise error
     new = repo.add_batch(observations)
     observed = max(o.observed_at for o in observations)
+    public = {tracked.source_id(coin): coin for coin in tracked.public_ids}  # label as users ask: matic-network
+    metrics.records_stored(new, [(public.get(o.coin, o.coin), o.vs_currency, o.observed_at) for o in observations],
+                           clock())
     return UpdateReport(
         new_records=new,
         observations=len(observations),
@@ -88,6 +95,12 @@ def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoin
         slot=slot.isoformat() if slot else None,
         clock_skew_seconds=skew,
     )
+
+
+def upstream_status(error: UpstreamError) -> str:
+    """The metrics label of a failed CoinGecko call: its HTTP status when it answered, else the error's code."""
+    status = error.details.get("status") if isinstance(error.details, dict) else None
+    return str(status) if isinstance(status, int) else error.code
 
 
 def _say_clock_skew(skew: float | None) -> None:
@@ -121,6 +134,7 @@ class UpdateContext:
     slot_done_ttl: timedelta = timedelta(hours=1)
     fetch_claim_ttl: timedelta = timedelta(minutes=1)
     max_cooldown: timedelta = timedelta(hours=1)
+    metrics: Metrics = field(default_factory=NullMetrics)  # hears of runs, CoinGecko calls and records stored
 
 
 def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | None = None) -> UpdateReport | None:
@@ -133,24 +147,28 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
     worker died mid-fetch is not mistaken for its own duplicate. Manual runs pass no slot and always run.
     A 429 starts a cooldown of its Retry-After, at most `ctx.max_cooldown`, during which no run calls CoinGecko.
     Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
-    safe, and the web re-reads the store periodically.
+    safe, and the web re-reads the store periodically. `ctx.metrics` hears of stored and skipped runs, of each
+    CoinGecko call and of the records stored (failures are counted by report_failure).
     """
+    metrics = ctx.metrics
     claims = ctx.claims
     if slot is not None:
         try:
             if claims.is_claimed(slot_key(slot)):
                 log.info("slot %s already stored; skipping this duplicate trigger", slot.isoformat())
+                metrics.run_finished("skipped")
                 return None
             # Checking "stored" alone leaves a window: twins started together both see nothing stored yet.
             if not claims.claim(slot_fetch_key(slot), int(ctx.fetch_claim_ttl.total_seconds()), owner=run_id):
                 log.info("slot %s is already being fetched by another run; skipping this duplicate trigger",
                          slot.isoformat())
+                metrics.run_finished("skipped")
                 return None
         except BrokerUnavailable as exc:
             log.warning("cannot check slot %s (%s); running anyway, the store ignores duplicates", slot, exc)
     _respect_cooldown(claims)
     try:
-        report = poll_prices(ctx.source, ctx.repo, ctx.tracked, ctx.clock, slot)
+        report = poll_prices(ctx.source, ctx.repo, ctx.tracked, ctx.clock, slot, metrics)
     except UpstreamRateLimited as exc:
         _start_cooldown(claims, exc, ctx.max_cooldown)
         raise
@@ -160,6 +178,7 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
         ctx.bus.publish({**report.event(), "prices": latest_prices(ctx.repo, ctx.tracked, report.coins)})
     except BrokerUnavailable as exc:
         log.warning("stored %d new records but could not announce them: %s", report.new_records, exc)
+    metrics.run_finished("stored")
     return report
 
 
@@ -214,12 +233,14 @@ def _start_cooldown(claims: Claims, exc: UpstreamRateLimited, max_cooldown: time
 
 
 def report_failure(bus: UpdateBus, error: AppError, clock: Callable[[], datetime],
-                   retry_in: float | None) -> None:
-    """Announce a failed attempt (the web shows it while it has no data). Never raises.
+                   retry_in: float | None, metrics: Metrics | None = None) -> None:
+    """Announce a failed attempt (the web shows it while it has no data) and count it as "retried" (`retry_in`
+    given) or "failed" (given up). Never raises.
 
     `retry_at` (absolute, ISO 8601) lets the web say how long is left at the time it answers; `retry_in_seconds`
     stays for webs that predate it.
     """
+    (metrics or NullMetrics()).run_finished("failed" if retry_in is None else "retried")
     now = clock()
     event = {"event": "failed", "at": now.isoformat(), "error": error.to_dict(),
              "retry_in_seconds": round(retry_in, 1) if retry_in is not None else None,

@@ -1,12 +1,12 @@
-"""Data API v1 over real HTTP: the Procfile's web (gunicorn) on a SQLite store filled beforehand, real Redis."""
+"""Data API v1 over real HTTP: the Procfile's web on a store filled beforehand (SQLite, and MongoDB with
+MONGODB_TEST_URI), real Redis."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
-from app.config import Settings
 from app.domain.model import Observation
-from app.storage.sqlite import SqlitePriceRepository
+from tests.e2e.test_split_mode import store  # noqa: F401  (fixture: each store, SQLite and MongoDB)
 from tests.procs import free_port, wait_until, web
 
 pytestmark = pytest.mark.slow
@@ -15,10 +15,10 @@ DAY = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def site(subprocess_env, redis_url, tmp_path):
+def site(subprocess_env, redis_url, tmp_path, store):  # noqa: F811
+    extra, repo, _ = store
     env = {**subprocess_env, "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data"), "PORT": str(free_port()),
-           "WEB_CONCURRENCY": "1"}
-    repo = SqlitePriceRepository(Settings.from_env(env).sqlite_path)
+           "WEB_CONCURRENCY": "1", **extra}
     repo.ensure_schema()
     # Six hours of 15-minute records, with hour 3 missing (a polling outage).
     repo.add_batch([Observation("bitcoin", "usd", 40_000 + 10 * i, 8e11, 2e10, None,

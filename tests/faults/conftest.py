@@ -22,7 +22,7 @@ _redis_dirs = itertools.count(1)
 # The report's order: the list of faults, not pytest's alphabetical one.
 ORDER = ["test_upstream_faults", "test_bad_payloads", "test_hostile_upstream", "test_redis_outage",
          "test_redis_lifecycle", "test_worker_loss", "test_duplicate_triggers", "test_store_outage", "test_store_faults",
-         "test_shutdown", "test_bad_input", "test_hostile_web", "test_slow_clients"]
+         "test_shutdown", "test_bad_input", "test_hostile_web", "test_slow_clients", "test_operations"]
 
 
 def _is_fault(nodeid: str) -> bool:

@@ -33,7 +33,7 @@ PRODUCT_VARS = ("PORT", "HOST", "WEB_CONCURRENCY", "DATA_DIR", "REDIS_URL", "MON
                 "UPDATE_CRON", "COINGECKO_BASE_URL", "COINGECKO_API_KEY", "COINGECKO_API_PLAN",
                 "UPSTREAM_CONNECT_TIMEOUT_SECONDS", "UPSTREAM_READ_TIMEOUT_SECONDS", "REFRESH_INTERVAL_SECONDS",
                 "BROKER_VISIBILITY_TIMEOUT_SECONDS", "RETRY_BASE_SECONDS", "LOG_LEVEL",
-                "UPSTREAM_MAX_RESPONSE_BYTES")
+                "UPSTREAM_MAX_RESPONSE_BYTES", "METRICS_TOKEN", "RATE_LIMIT", "TRUSTED_PROXIES", "LOG_FORMAT")
 TRACKED_SOURCE_IDS = ("bitcoin", "ethereum", "polygon-ecosystem-token")
 MAX_CLOCK_SKEW_SECONDS = 300  # an observation may be stamped at most this far after we fetched it
 
@@ -70,7 +70,7 @@ class Figures:
 
 
 def product_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PRODUCT_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCT_VARS and k != "PROMETHEUS_MULTIPROC_DIR"}
     env["PYTHONPATH"] = str(ROOT)
     env.update(overrides)
     return env
@@ -113,7 +113,9 @@ class Platform:
         self.env = product_env(**{
             "REDIS_URL": self.redis_url, "DATA_DIR": str(root / "data"), "COINGECKO_BASE_URL": fake.base_url,
             "PORT": str(free_port()), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "UPDATE_CRON": "0 0 * * *",
-            "REFRESH_INTERVAL_SECONDS": "3600", "RETRY_BASE_SECONDS": "0.3", "LOG_LEVEL": "INFO", **overrides})
+            "REFRESH_INTERVAL_SECONDS": "3600", "RETRY_BASE_SECONDS": "0.3", "LOG_LEVEL": "INFO",
+            # Fault tests poll the web many times a second; tests/faults/test_operations.py turns the limit on.
+            "RATE_LIMIT": "0", **overrides})
         self.settings = Settings.from_env(self.env)
         self.db_path = self.settings.sqlite_path
 
