@@ -25,13 +25,17 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Store benchmark: 100,000 records per backend (SQLite, memory; MongoDB too when MONGODB_TEST_URI is set); then the
-# Data API's history and stats reads over a year of 15-minute records; then the web over HTTP (needs wrk; figures
-# and how to read them in docs/benchmarks.md).
+# Data API's history and stats reads over a year of 15-minute records; then 1,000 coins x 3 currencies (update,
+# web start, applied update; a year of daily history, 30 days on a MongoDB-wire server); then the web over HTTP
+# (needs wrk; figures and how to read them in docs/benchmarks.md); then how fast a stored update reaches 1,000 SSE
+# streams.
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the HTTP load generator: on Debian/Ubuntu, apt-get install wrk"; exit 1; }
 	$(BIN)/python -m tests.contract.bench_store
 	$(BIN)/python -m tests.contract.bench_history
+	$(BIN)/python -m tests.contract.bench_scale --mongo-history-days 30
 	$(BIN)/python -m tests.bench_http
+	$(BIN)/python -m tests.bench_stream
 
 # An offline CoinGecko for demos: run it, then `COINGECKO_BASE_URL=http://127.0.0.1:8900/api/v3 make run`.
 fake-coingecko: install

@@ -21,7 +21,9 @@ class FetchResult:
 
 class PriceSource(Protocol):
     def fetch_prices(self, coins: Sequence[str], vs_currencies: Sequence[str]) -> FetchResult:
-        """One upstream request for all coins. Raises an UpstreamError subclass when the answer is unusable."""
+        """All coins in all currencies, in as few upstream requests as the URL limits allow (usually one; every
+        record of one call carries the same fetched_at). Raises an UpstreamError subclass when an answer is
+        unusable."""
 
 
 class PriceRepository(Protocol):
@@ -36,6 +38,14 @@ class PriceRepository(Protocol):
 
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
         """Up to `n` newest polled records (source "poll"), newest first: a backfill never changes /deviation."""
+
+    def latest_many(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Observation]:
+        """{(coin, vs_currency): its newest polled record} for every pair that has one, in one store read (the
+        update's plausibility check and the web's view ask for 3,000 pairs at 1,000 coins x 3 currencies)."""
+
+    def last_n_many(self, pairs: Sequence[tuple[str, str]], n: int) -> dict[tuple[str, str], list[Observation]]:
+        """{(coin, vs_currency): up to `n` newest polled records, newest first} for every pair that has any, in
+        one store read where the store can (the web's full reload at start and after an outage)."""
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         """Records of every source with start <= observed_at < end, oldest first."""

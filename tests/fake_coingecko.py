@@ -30,6 +30,10 @@ class Trickle(namedtuple("Trickle", "seconds interval")):
 
 # base_usd: seeded start price centres here and 24h change is measured against it; market cap = price x supply;
 # 24h volume = market cap x volume_ratio; step: std-dev of the per-call log-price step; lag: seconds this coin's
+# ref §2: at most 515 ids per /simple/price request (the Demo page; the refusal's wording is ours). A request line
+# over 8 KB is refused by the CDN in front, as by many proxies.
+MAX_SIMPLE_PRICE_IDS = 515
+MAX_URL_BYTES = 8192
 # last_updated_at trails the clock (ids refresh at different moments, ref §2 example).
 Coin = namedtuple("Coin", "symbol name base_usd supply volume_ratio step lag")
 COINS: dict[str, Coin] = {
@@ -378,6 +382,8 @@ class FakeCoinGecko:
         if path != API and not path.startswith(API + "/"):
             return _json(404, {"error": "Not Found"})
         endpoint = path[len(API):]
+        if len(raw_path) > MAX_URL_BYTES:  # what the CDN in front of CoinGecko (and many proxies) does
+            return _html(414, "414", "Request-URI Too Large")
         with self._lock:
             self._log.append({"path": path, "query": query, "headers": headers, "at": time.time()})
             down = self._down
@@ -499,6 +505,9 @@ class FakeCoinGecko:
             return _json(400, {"error": "Missing parameter vs_currencies"})
         flag = {k: q.get(k, "").lower() == "true" for k in
                 ("include_market_cap", "include_24hr_vol", "include_24hr_change", "include_last_updated_at")}
+        if len(_csv(q.get("ids"))) > MAX_SIMPLE_PRICE_IDS:
+            return _json(400, {"status": {"error_code": 400, "error_message":
+                                          f"Exceeds the maximum of {MAX_SIMPLE_PRICE_IDS} ids per request"}})
         out: dict[str, dict] = {}
         with self._lock:
             self._advance()

@@ -63,6 +63,20 @@ class InMemoryPriceRepository:
     def last_n(self, coin: str, vs_currency: str, n: int) -> list[Observation]:
         return list(reversed(self._polled(coin, vs_currency)[-n:])) if n > 0 else []
 
+    def latest_many(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Observation]:
+        return {pair: rows[0] for pair, rows in self.last_n_many(pairs, 1).items()}
+
+    def last_n_many(self, pairs: Sequence[tuple[str, str]], n: int) -> dict[tuple[str, str], list[Observation]]:
+        self._check()
+        wanted = set(pairs)
+        with self._lock:
+            series: dict[tuple[str, str], list[Observation]] = {}
+            for o in self._records.values():
+                if o.source == SOURCE_POLL and (o.coin, o.vs_currency) in wanted:
+                    series.setdefault((o.coin, o.vs_currency), []).append(o)
+        return {pair: sorted(rows, key=lambda o: o.observed_at, reverse=True)[:n]
+                for pair, rows in series.items()} if n > 0 else {}
+
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         return [o for o in self._series(coin, vs_currency) if start <= o.observed_at < end]
 

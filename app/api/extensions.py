@@ -16,6 +16,14 @@ from app.services.reporting import Readiness, StatsView, keep_fresh
 from app.services.tracking import CoinTracking
 
 _KEY = "cryptostats"
+_AT_SHUTDOWN: list = []  # what shutting_down() runs: each app's LiveHub.close (UpdateListener.init_app)
+
+
+def shutting_down() -> None:
+    """The web server's worker got SIGTERM (app/api/server.py): end every open stream now, so the graceful stop
+    waits only for ordinary requests; clients reconnect to another process with Last-Event-ID."""
+    for close in list(_AT_SHUTDOWN):
+        close()
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ class UpdateListener:
         self._thread.start()
         atexit.register(self._stop.set)
         atexit.register(web.live.close)
+        _AT_SHUTDOWN.append(web.live.close)
         app.extensions[_KEY + ".listener"] = self
 
     def stop(self) -> None:

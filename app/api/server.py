@@ -2,6 +2,8 @@
 on `wsgi:app`, configured from Settings. Not imported by the app itself: it is the web's entry point."""
 from __future__ import annotations
 
+import functools
+import signal
 import sys
 
 HEADER_READ_TIMEOUT_MS = 10_000  # a client gets this long to send a request's head (slow clients), then is cut
@@ -30,14 +32,48 @@ def _log_config(settings) -> dict:
                                            "handlers": ["stderr"], "propagate": False}}}
 
 
+def _end_streams_on_shutdown() -> None:
+    """granian's WSGI worker installs its own SIGTERM/SIGINT handler (granian._signals.set_sync_signals, called in
+    the worker after the app is imported), so neither atexit nor a handler of the app runs before granian has
+    waited for every in-flight request, open SSE streams included (GRACEFUL_TIMEOUT_SECONDS). granian 2.8 has no
+    worker shutdown hook (on_shutdown runs in the main process; WorkerSignal.add_cb keeps one callback, granian's),
+    so its handler is wrapped: first app.api.extensions.shutting_down(), which ends the streams, then granian's.
+    Patched here, before the workers are forked; the worker looks set_sync_signals up in the module at call time."""
+    import granian._signals as signals
+
+    original = signals.set_sync_signals
+    if getattr(original, "ends_streams", False):
+        return
+
+    def set_sync_signals():
+        event = original()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            granians = signal.getsignal(signum)
+            if callable(granians):
+                signal.signal(signum, functools.partial(_shutting_down, granians))
+        return event
+
+    set_sync_signals.ends_streams = True  # type: ignore[attr-defined]
+    signals.set_sync_signals = set_sync_signals
+
+
+def _shutting_down(granians, signum, frame) -> None:
+    extensions = sys.modules.get("app.api.extensions")  # imported with the app, in this worker
+    if extensions is not None:
+        extensions.shutting_down()
+    granians(signum, frame)
+
+
 def serve(settings, target: str = "wsgi:app") -> None:
     """Serve the WSGI callable `target` ("module:attribute", imported in each worker process) as the Procfile's web
-    does, until SIGTERM/SIGINT, which lets in-flight requests finish (GRACEFUL_TIMEOUT_SECONDS at most)."""
+    does, until SIGTERM/SIGINT, which ends the open streams at once and lets in-flight requests finish
+    (GRACEFUL_TIMEOUT_SECONDS at most)."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
+    _end_streams_on_shutdown()
     Granian(
         target, address=settings.host, port=settings.port, interface=Interfaces.WSGI,
         workers=settings.web_concurrency, blocking_threads=BLOCKING_THREADS, backlog=BACKLOG,

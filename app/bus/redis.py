@@ -59,11 +59,12 @@ class UpdateEventSchema(Schema):
     stored_at = fields.AwareDateTime(allow_none=True)
     observed_at = fields.AwareDateTime(allow_none=True)
     slot = fields.AwareDateTime(allow_none=True)
-    coins = fields.List(fields.String(validate=validate.Regexp(_COIN)), validate=validate.Length(max=1000))
+    # Up to 1,000 tracked coins (issue 9's scale) in up to 20 currencies: rejections are per coin and currency.
+    coins = fields.List(fields.String(validate=validate.Regexp(_COIN)), validate=validate.Length(max=5000))
     new_records = fields.Integer(strict=True, validate=validate.Range(min=0))
     rejected = fields.Dict(keys=fields.String(validate=validate.Regexp(_LABEL)),
                            values=fields.String(validate=validate.Length(max=1000)),
-                           validate=validate.Length(max=1000))
+                           validate=validate.Length(max=20_000))
     error = fields.Nested(_EventErrorSchema)
     retry_in_seconds = fields.Float(allow_none=True, validate=validate.Range(min=0, max=_DAY))
     retry_at = fields.AwareDateTime(allow_none=True)

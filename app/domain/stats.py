@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from app.domain.errors import InvalidQuery
 
@@ -21,7 +21,26 @@ def population_std(prices: Sequence[float]) -> float:
     """
     if not prices:
         raise ValueError("population_std needs at least one price")
-    return round(statistics.pstdev(prices), 2)
+    if _SQRT_OF_FRAC is None:
+        return round(statistics.pstdev(prices), 2)
+    return round(_exact_pstdev(prices), 2)
+
+
+# statistics.pstdev's own last step (CPython >= 3.11): the correctly rounded square root of a fraction. With it the
+# same exact sums can be made in integers, ~10x faster than pstdev's Fractions (3,000 windows of 100: 1.1 s), and
+# the result is the same float, since a correctly rounded root depends only on the exact value.
+_SQRT_OF_FRAC: Callable[[int, int], float] | None = getattr(statistics, "_float_sqrt_of_frac", None)
+
+
+def _exact_pstdev(prices: Sequence[float]) -> float:
+    """statistics.pstdev(prices), from exact integer sums: every float is an integer over a power of two, so over
+    the largest of those denominators all are integers X, and the variance is (n·ΣX² − (ΣX)²) / (n·D)²."""
+    ratios = [float(p).as_integer_ratio() for p in prices]
+    scale = max(d for _, d in ratios)
+    xs = [n * (scale // d) for n, d in ratios]
+    n, total = len(xs), sum(xs)
+    assert _SQRT_OF_FRAC is not None  # population_std calls this only when it is
+    return _SQRT_OF_FRAC(n * sum(x * x for x in xs) - total * total, (n * scale) ** 2)
 
 
 # Rolling statistics (GET /api/v1/coins/{id}/stats): a window counts records or covers a time span ending now.

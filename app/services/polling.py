@@ -66,8 +66,10 @@ def poll_prices(source: PriceSource, repo: PriceRepository, tracked: TrackedCoin
     _say_clock_skew(skew)
     rejected = dict(result.rejected)
     observations = []
+    # One store read for every pair (3,000 at 1,000 coins x 3 currencies), not one per pair.
+    previous = repo.latest_many(sorted({(o.coin, o.vs_currency) for o in result.observations}))
     for obs in result.observations:
-        reason = implausible(obs, obs.fetched_at, repo.latest(obs.coin, obs.vs_currency))
+        reason = implausible(obs, obs.fetched_at, previous.get((obs.coin, obs.vs_currency)))
         if reason:
             rejected[f"{obs.coin}/{obs.vs_currency}"] = reason
         else:
@@ -187,9 +189,11 @@ def latest_prices(repo: PriceRepository, tracked: TrackedCoins, coins: list[str]
     public = {tracked.source_id(p): p for p in tracked.public_ids}
     out = []
     try:
+        # One store read for every pair (3,000 at 1,000 coins x 3 currencies), not one per pair.
+        windows = repo.last_n_many([(coin, vs) for coin in coins for vs in tracked.vs_currencies], DEVIATION_WINDOW)
         for coin in coins:
             for vs in tracked.vs_currencies:
-                rows = repo.last_n(coin, vs, DEVIATION_WINDOW)
+                rows = windows.get((coin, vs))
                 if rows and coin in public:
                     latest = rows[0]
                     out.append({"coin": public[coin], "currency": vs, "price": latest.price,
@@ -304,8 +308,10 @@ def forget_dead_runs(claims: Claims, schedule: CronSchedule, now: datetime) -> N
 
 def needs_startup_update(repo: PriceRepository, tracked: TrackedCoins, now: datetime, max_age: timedelta) -> bool:
     """Whether the store lacks fresh data for any tracked coin (so a process starting now should update at once)."""
-    for coin, vs in tracked.pairs():
-        latest = repo.latest(coin, vs)
+    pairs = list(tracked.pairs())
+    found = repo.latest_many(pairs)
+    for pair in pairs:
+        latest = found.get(pair)
         if latest is None or now - latest.fetched_at > max_age:
             return True
     return False

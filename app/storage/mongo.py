@@ -26,6 +26,9 @@ _KEY_FIELDS = [("coin", ASCENDING), ("vs_currency", ASCENDING), ("observed_at", 
 _FIELDS = ("price", "market_cap", "volume_24h", "change_24h", "fetched_at", "source")
 # The polled series: documents written before records had a source lack the field, and were all polled.
 _POLLED = {"source": {"$ne": "backfill"}}
+# Codes of "this server does not know that operator": 15952 unknown group operator (MongoDB < 5.2),
+# 238 NotImplemented (FerretDB), 168 InvalidPipelineOperator.
+_UNSUPPORTED = {15952, 238, 168}
 _PROJECTION = {"_id": 0, "coin": 1, "vs_currency": 1, "observed_at": 1, **{f: 1 for f in _FIELDS}}
 
 
@@ -165,6 +168,60 @@ class MongoPriceRepository:
         if n <= 0:
             return []
         return self._run("read", lambda: [_from_doc(d) for d in self._last_n_cursor(coin, vs_currency, n)])
+
+    # False once the server refused $topN (MongoDB < 5.2, FerretDB 1.x, mongomock): the pairs' records are then
+    # read in key-index order and cut to n per pair here.
+    _server_has_top_n = True
+
+    def latest_many(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Observation]:
+        return {pair: rows[0] for pair, rows in self.last_n_many(pairs, 1).items()}
+
+    def last_n_many(self, pairs: Sequence[tuple[str, str]], n: int) -> dict[tuple[str, str], list[Observation]]:
+        """One aggregation: $match on the key index's prefix ($in coins, $in currencies, polled), then $group per
+        pair keeping its n newest with $topN. Without $topN, one find sorted like the key index, cut here (every
+        polled record of those pairs crosses the wire: FerretDB's figure in make bench)."""
+        wanted = set(pairs)
+        if n <= 0 or not wanted:
+            return {}
+        match = {"coin": {"$in": sorted({c for c, _ in wanted})},
+                 "vs_currency": {"$in": sorted({v for _, v in wanted})}, **_POLLED}
+        out: dict[tuple[str, str], list[Observation]] = {}
+
+        def grouped() -> None:
+            fields = {f: f"${f}" for f in ("coin", "vs_currency", "observed_at", *_FIELDS)}
+            pipeline = [{"$match": match},
+                        {"$group": {"_id": {"c": "$coin", "v": "$vs_currency"},
+                                    "docs": {"$topN": {"n": n, "sortBy": {"observed_at": DESCENDING},
+                                                       "output": fields}}}}]
+            for group in self.collection.aggregate(pipeline):
+                pair = (group["_id"]["c"], group["_id"]["v"])
+                if pair in wanted:
+                    out[pair] = [_from_doc(d) for d in group["docs"]]
+
+        def scanned() -> None:
+            cursor = self.collection.find(match, _PROJECTION).sort(_KEY_FIELDS)
+            for d in cursor:
+                pair = (d["coin"], d["vs_currency"])
+                rows = out.setdefault(pair, []) if pair in wanted else None
+                if rows is not None and len(rows) < n:
+                    rows.append(_from_doc(d))
+
+        def read() -> dict[tuple[str, str], list[Observation]]:
+            if self._server_has_top_n:
+                try:
+                    grouped()
+                    return out
+                except (OperationFailure, NotImplementedError) as exc:  # NotImplementedError: mongomock's way
+                    if isinstance(exc, OperationFailure) and exc.code not in _UNSUPPORTED:
+                        raise
+                    log.info("this server has no $topN (%s); keeping the newest records per pair client-side",
+                             str(exc)[:120])
+                    self._server_has_top_n = False
+                    out.clear()
+            scanned()
+            return out
+
+        return self._run("read", read)
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         # MongoDB stores milliseconds; so does the comparison, which is exact for our whole-second observed_at.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import calendar
+import json
 import os
 import sqlite3
 import threading
@@ -40,6 +41,19 @@ _INSERT = (f"INSERT INTO observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 
 # The polled series only: /stats and /deviation are about our schedule's records, whatever a backfill added.
 _LAST_N = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? AND source = 'poll' "
            "ORDER BY observed_at DESC LIMIT ?")
+# Many pairs in one statement: the pairs arrive as one JSON parameter (no limit on how many, unlike `?` lists), and
+# each pair's newest n polled records are a primary-key range from its n-th newest polled observed_at (a correlated
+# look-up walking the key backwards), so the cost is ~2n rows per pair whatever the history holds. A ROW_NUMBER()
+# window over the pairs would number every stored row (a year of history) to keep 100 per pair.
+_WANT = ("WITH want(coin, vs) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+         "FROM json_each(:pairs))")
+_LAST_N_MANY = f"""{_WANT}
+SELECT {', '.join('o.' + c for c in _COLUMNS.split(', '))}
+FROM want JOIN observations AS o ON o.coin = want.coin AND o.vs_currency = want.vs AND o.source = 'poll'
+AND o.observed_at >= coalesce((SELECT observed_at FROM observations WHERE coin = want.coin AND vs_currency = want.vs
+                               AND source = 'poll' ORDER BY observed_at DESC LIMIT 1 OFFSET :skip), 0)
+ORDER BY o.coin, o.vs_currency, o.observed_at DESC
+"""
 _BETWEEN = (f"SELECT {_COLUMNS} FROM observations WHERE coin = ? AND vs_currency = ? "
             "AND observed_at >= ? AND observed_at < ? ORDER BY observed_at")
 # OHLC in one statement: GROUP BY bucket over the primary key's range (coin, vs_currency, observed_at), keeping each
@@ -246,6 +260,28 @@ class SqlitePriceRepository:
         if n <= 0:  # SQLite reads a negative LIMIT as "no limit"
             return []
         return [_from_row(r) for r in self._query(_LAST_N, (coin, vs_currency, n))]
+
+    def latest_many(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Observation]:
+        return {pair: rows[0] for pair, rows in self.last_n_many(pairs, 1).items()}
+
+    def last_n_many(self, pairs: Sequence[tuple[str, str]], n: int) -> dict[tuple[str, str], list[Observation]]:
+        if n <= 0 or not pairs:
+            return {}
+        rows = self._query(_LAST_N_MANY, {"pairs": json.dumps([list(p) for p in set(pairs)]), "skip": n - 1})
+        out: dict[tuple[str, str], list[Observation]] = {}
+        # Records of one update share their times (fetched_at always, observed_at often): each distinct time is
+        # made into a datetime once, which was most of the cost of 300,000 rows.
+        observed: dict[int, datetime] = {}
+        fetched: dict[int, datetime] = {}
+        for coin, vs, obs_s, fetch_ms, price, cap, vol, change, source in rows:
+            at = observed.get(obs_s)
+            if at is None:
+                at = observed[obs_s] = datetime.fromtimestamp(obs_s, timezone.utc)
+            got = fetched.get(fetch_ms)
+            if got is None:
+                got = fetched[fetch_ms] = _from_ms(fetch_ms)
+            out.setdefault((coin, vs), []).append(Observation(coin, vs, price, cap, vol, change, at, got, source))
+        return out
 
     def between(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         # observed_at is stored in whole seconds: a start inside a second includes that second's record only if the

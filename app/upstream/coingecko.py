@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
+from urllib.parse import quote, urlencode
 
 import requests
 from marshmallow import Schema, ValidationError, fields, validate
@@ -32,6 +33,12 @@ MAX_CLOCK_SKEW_SECONDS = MAX_FUTURE.total_seconds()
 # The default cap on a decoded answer: a real /simple/price answer is ~110 bytes per coin and currency, so even the
 # 515 ids one call can carry (coingecko.md §7) in six currencies stay well under it.
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# Ids per /simple/price call: CoinGecko's Demo page allows 515 (coingecko.md §2); 500 keeps a margin should it shrink.
+MAX_IDS_PER_CALL = 500
+# The whole request URL: CDNs and proxies commonly refuse more than 8 KB (8,192 bytes: nginx's default
+# large_client_header_buffers, Cloudflare's URL limit is larger); 7,000 leaves room for a long base URL's proxy path.
+# With the ids' average length (~12 characters, plus 3 for each "%2C"), ~400 ids fit in one call.
+MAX_URL_BYTES = 7000
 # Of an error answer (4xx/5xx) only the message matters (error_message keeps 160 characters): read this much at most.
 ERROR_BODY_BYTES = 64 * 1024
 CHUNK_BYTES = 64 * 1024  # urllib3 (>= 2.6) inflates gzip/deflate at most this much per read, so a bomb stays bounded
@@ -142,6 +149,23 @@ def parse_market_chart(body: Any, coin: str, vs_currency: str, start: datetime, 
                         observed_at=datetime.fromtimestamp(t, timezone.utc), fetched_at=fetched_at,
                         source=SOURCE_BACKFILL)
             for t, price in sorted(prices.items()) if lo <= t < hi and price > 0]
+
+
+def id_batches(ids: Sequence[str], max_ids: int, max_chars: int) -> list[list[str]]:
+    """`ids` in order, cut into the fewest consecutive batches of at most `max_ids` ids whose `ids` parameter,
+    URL-encoded (a comma is "%2C"), is at most `max_chars` long. An id longer than that on its own is a batch alone
+    (CoinGecko or a proxy then refuses it, which says what is wrong better than leaving the coin out)."""
+    batches: list[list[str]] = []
+    size = 0
+    for coin in ids:
+        length = len(quote(coin, safe=""))
+        if batches and len(batches[-1]) < max_ids and size + 3 + length <= max_chars:
+            batches[-1].append(coin)
+            size += 3 + length
+        else:
+            batches.append([coin])
+            size = length
+    return batches
 
 
 def error_message(body_text: str) -> str:
@@ -359,27 +383,39 @@ class CoinGeckoClient:
         return self._get(path, params or {})[0]
 
     def fetch_prices(self, coins: Sequence[str], vs_currencies: Sequence[str]) -> FetchResult:
-        """GET /simple/price for all coins and currencies at once (coingecko.md §2, §7: one call, ≤515 ids)."""
+        """GET /simple/price for all coins and currencies, in as few requests as the limits allow: at most
+        MAX_IDS_PER_CALL ids and MAX_URL_BYTES of URL each (id_batches), so 1,000 coins take 2-3 calls. Every
+        record carries the same fetched_at (the web tells one update's records by it). All or nothing: the first
+        request that fails raises (its UpstreamError), and nothing of the earlier answers is returned; the task's
+        retry asks again and the store skips what it already holds."""
         fetched_at = self.clock().astimezone(timezone.utc)
         fetched_at = fetched_at.replace(microsecond=fetched_at.microsecond // 1000 * 1000)
-        body, skew = self._get("/simple/price", {
-            "ids": ",".join(coins),
+        params = {
             "vs_currencies": ",".join(vs_currencies),
             "include_market_cap": "true",
             "include_24hr_vol": "true",
             "include_24hr_change": "true",
             "include_last_updated_at": "true",
             "precision": "full",
-        })
-        try:
-            result = parse_simple_price(body, coins, vs_currencies, fetched_at)
-            if not result.observations:
-                raise UpstreamBadResponse("CoinGecko's answer held no valid price",
-                                          details={"rejected": result.rejected})
-        except UpstreamError as exc:
-            exc.clock_skew_seconds = skew
-            raise
-        return FetchResult(result.observations, result.rejected, clock_skew_seconds=skew)
+        }
+        overhead = len(f"{self.base_url}/simple/price?ids=&{urlencode(params)}")
+        observations: list[Observation] = []
+        rejected: dict[str, str] = {}
+        skew: float | None = None
+        for batch in id_batches(coins, MAX_IDS_PER_CALL, MAX_URL_BYTES - overhead):
+            body, skew = self._get("/simple/price", {"ids": ",".join(batch), **params})
+            try:
+                result = parse_simple_price(body, batch, vs_currencies, fetched_at)
+            except UpstreamError as exc:
+                exc.clock_skew_seconds = skew
+                raise
+            observations += result.observations
+            rejected.update(result.rejected)
+        if not observations:
+            error = UpstreamBadResponse("CoinGecko's answer held no valid price", details={"rejected": rejected})
+            error.clock_skew_seconds = skew
+            raise error
+        return FetchResult(observations, rejected, clock_skew_seconds=skew)
 
     def fetch_range(self, coin: str, vs_currency: str, start: datetime, end: datetime) -> list[Observation]:
         """GET /coins/{id}/market_chart/range for [start, end) (UNIX seconds, coingecko.md §2), as backfilled

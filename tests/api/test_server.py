@@ -74,6 +74,9 @@ def test_the_view_renders_once_per_refresh(repo, view):
     first, _ = view.rendered("bitcoin", None, render)
     again, _ = view.rendered("bitcoin", None, render)
     assert again is first and len(calls) == 1
+    view.refresh()  # nothing new in the store: the prepared answer is still the right one
+    assert view.rendered("bitcoin", None, render)[0] is first and len(calls) == 1
+    repo.add_batch([obs("bitcoin", 41000, T0 + timedelta(hours=1))])
     view.refresh()
-    view.rendered("bitcoin", None, render)
+    assert json.loads(view.rendered("bitcoin", None, render)[0].body)["price"] == 41000
     assert len(calls) == 2

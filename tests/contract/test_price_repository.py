@@ -247,3 +247,29 @@ def test_ohlc_includes_backfilled_records(repo):
     [bucket] = repo.ohlc("bitcoin", "usd", T0, T0 + minutes(60), 3600)
 
     assert (bucket.open, bucket.close, bucket.n) == (50.0, 100.0, 2)
+
+
+def test_latest_many_gives_the_newest_polled_record_of_each_pair_asked(repo):
+    repo.add_batch([obs("bitcoin", 100.0, T0), obs("bitcoin", 101.0, T0 + minutes(1)),
+                    obs("bitcoin", 90.0, T0 + minutes(1), vs="eur"), obs("ethereum", 10.0, T0),
+                    _backfilled(999.0, T0 + minutes(5)), obs("solana", 5.0, T0)])
+
+    found = repo.latest_many([("bitcoin", "usd"), ("bitcoin", "eur"), ("ethereum", "usd"), ("dogecoin", "usd")])
+
+    assert found == {("bitcoin", "usd"): repo.latest("bitcoin", "usd"),
+                     ("bitcoin", "eur"): repo.latest("bitcoin", "eur"),
+                     ("ethereum", "usd"): repo.latest("ethereum", "usd")}
+    assert found[("bitcoin", "usd")].price == 101.0  # not the newer backfilled one, and solana was not asked
+
+
+def test_last_n_many_equals_last_n_of_each_pair(repo):
+    batch = [obs(coin, 100.0 + i, T0 + minutes(i), vs=vs) for coin in ("bitcoin", "ethereum", "tether")
+             for vs in ("usd", "eur") for i in range(7 if coin == "bitcoin" else 3)]
+    repo.add_batch(batch + [_backfilled(999.0, T0 + minutes(30)), _backfilled(998.0, T0 - minutes(30))])
+    pairs = [(c, v) for c in ("bitcoin", "ethereum", "dogecoin") for v in ("usd", "eur")]
+
+    found = repo.last_n_many(pairs, 5)
+
+    assert found == {pair: repo.last_n(*pair, 5) for pair in pairs if pair[0] != "dogecoin"}
+    assert [len(found[p]) for p in pairs[:4]] == [5, 5, 3, 3]
+    assert repo.last_n_many(pairs, 0) == {} and repo.last_n_many([], 5) == {}

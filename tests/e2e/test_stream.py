@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import time
 from typing import Iterator
 
 import pytest
@@ -225,3 +228,34 @@ def test_fifty_streams_share_the_one_redis_subscription_of_their_process(platfor
             stream.close()
     finally:
         client.close()
+
+
+def test_sigterm_ends_open_streams_at_once_and_still_answers_a_request_in_flight(env, tmp_path, fake_coingecko):
+    """granian waits for every in-flight request on SIGTERM (20 s at most): an open stream must not hold it."""
+    fake_coingecko.set_price("bitcoin", 40000, market_cap=800000000, change_24h=3.4)
+    procs = [worker(env, tmp_path), web(env, tmp_path)]
+    site = procs[1]
+    try:
+        wait_until(lambda: requests.get(url(env, "/stats?coin=bitcoin"), timeout=2).json().get("price") == 40000,
+                   40, what="first update served")
+        streams = [Stream(env, "?coins=bitcoin") for _ in range(3)]
+        for stream in streams:
+            assert stream.take(1)[0][0] == "snapshot"
+        in_flight = socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=10)
+        in_flight.sendall(b"GET /stats?coin=bitcoin HTTP/1.1\r\nHost: localhost\r\n")  # the last line held back
+        time.sleep(0.5)  # accepted by the web process
+        started = time.monotonic()
+        site.popen.send_signal(signal.SIGTERM)
+        for stream in streams:  # each ends cleanly (the chunked answer closes), nothing after it
+            assert [kind for kind, _, _ in stream.events() if kind in ("snapshot", "price")] == []
+        in_flight.sendall(b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := in_flight.recv(65536):
+            answer += chunk
+        in_flight.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK") and b'"price":40000' in answer
+        assert site.popen.wait(15) == 0
+        assert time.monotonic() - started < 10  # well before GRACEFUL_TIMEOUT_SECONDS (20 s)
+    finally:
+        for proc in procs:
+            proc.stop()

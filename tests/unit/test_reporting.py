@@ -55,10 +55,10 @@ class HangingRepository(InMemoryPriceRepository):
         self.reading = threading.Event()  # set once a read is waiting
         self.released = threading.Event()
 
-    def last_n(self, coin, vs_currency, n):
+    def last_n_many(self, pairs, n):
         self.reading.set()
         self.released.wait()
-        return super().last_n(coin, vs_currency, n)
+        return super().last_n_many(pairs, n)
 
 
 @pytest.fixture

@@ -1,9 +1,13 @@
 """Deviation: the inherited contract's numbers and numerical stability."""
 import random
+import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.domain.model import TrackedCoins
+from app.domain import stats
 from app.domain.stats import population_std
 from app.services.reporting import build_summaries
 from tests.memory_store import InMemoryPriceRepository
@@ -52,3 +56,12 @@ def test_matches_a_two_pass_reference_on_random_prices():
     mean = sum(prices) / len(prices)
     reference = (sum((p - mean) ** 2 for p in prices) / len(prices)) ** 0.5
     assert population_std(prices) == round(reference, 2)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.floats(min_value=1e-18, max_value=1e15), min_size=1, max_size=100),
+       st.sampled_from([0.0, 1e-9, 1e-3]))
+def test_the_fast_deviation_is_statistics_pstdev_exactly(prices, spread):
+    # Near-equal prices too (1e8 with a tiny spread): where a naive formula loses the variance.
+    prices = [p * (1 + spread * i) for i, p in enumerate(prices)] if spread else prices
+    assert stats._exact_pstdev(prices) == statistics.pstdev(prices)

@@ -100,3 +100,34 @@ def test_nothing_listening():
     with pytest.raises(UpstreamUnavailable) as err:
         CoinGeckoClient(f"http://127.0.0.1:{port}/api/v3", connect_timeout=1).fetch_prices(["bitcoin"], ["usd"])
     assert "unreachable" in err.value.message and "Connection refused" in err.value.message
+
+
+def _thousand_coins(fake) -> list[str]:
+    # Ids as long as CoinGecko's usually are (bitcoin-cash, wrapped-steth, ...: ~12 characters).
+    coins = [f"scale-coin-{i:04d}" for i in range(1000)]
+    for i, coin in enumerate(coins):
+        fake.set_price(coin, 1.0 + i)
+    return coins
+
+
+def test_a_thousand_coins_are_fetched_in_as_few_calls_as_the_url_limits_allow(fake_coingecko):
+    coins = _thousand_coins(fake_coingecko)
+
+    result = client_for(fake_coingecko).fetch_prices(coins, ["usd", "eur", "gbp"])
+
+    assert not result.rejected
+    assert {(o.coin, o.vs_currency) for o in result.observations} == {(c, v) for c in coins
+                                                                      for v in ("usd", "eur", "gbp")}
+    assert len({o.fetched_at for o in result.observations}) == 1  # one update, one fetch time
+    sent = [r for r in fake_coingecko.requests if r["path"].endswith("/simple/price")]
+    assert all(len(r["query"]["ids"].split(",")) <= 500 for r in sent)
+    assert len(sent) == 3  # 1,000 ids of 15 characters, "%2C" between them: ~17 KB of ids, under 7 KB per call
+
+
+def test_a_failed_call_of_a_multi_call_update_fails_it_whole(fake_coingecko):
+    coins = _thousand_coins(fake_coingecko)
+    fake_coingecko.enqueue("rate_limit", retry_after=30)  # the first call is refused
+
+    with pytest.raises(UpstreamRateLimited):
+        client_for(fake_coingecko).fetch_prices(coins, ["usd"])
+    assert fake_coingecko.request_count("/simple/price") == 1  # no credit spent on calls whose result is dropped
