@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MONGODB_URI", "COINS", "VS_CURRENCIES")}
     env.update(DATA_DIR=str(tmp / "data"), HOST="127.0.0.1", PORT=str(_free_port()),
                WEB_CONCURRENCY=str(args.workers), STREAM_MAX_CLIENTS=str(min(args.clients, 1000)),  # its maximum, per process
-               LOG_LEVEL="WARNING", REFRESH_INTERVAL_SECONDS="3600", PYTHONPATH=str(ROOT_DIR))
+               LOG_LEVEL="WARNING", REFRESH_INTERVAL_SECONDS="3600", PYTHONPATH=str(ROOT_DIR),
+               RATE_LIMIT="0")  # 1,000 streams from one address: the per-client limit would refuse most
     settings = Settings.from_env(env)
     prepare(settings)  # the embedded Redis the web processes use
     _seed(settings)
