@@ -7,8 +7,8 @@ import ipaddress
 import logging
 import math
 import re
+import os
 import time
-import uuid
 
 from flask import Flask, g, request
 from flask_limiter import HeaderNames, Limiter
@@ -37,7 +37,7 @@ def request_id(header: str | None) -> str:
     """The client's X-Request-ID when it is sane (1-64 of A-Z a-z 0-9 . _ : -), else a new random one."""
     if header and _REQUEST_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID on the hot path
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: int | tuple[str, ...]) -> str:
