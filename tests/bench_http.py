@@ -100,7 +100,15 @@ def _stream(environ, start_response):
 RAW_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(RAW_BODY))),
                ("Last-Modified", "Tue, 01 Dec 2026 12:00:00 GMT"), ("X-Data-Observed-At", "2026-12-01T12:00:00+00:00"),
                ("X-Data-Fetched-At", "2026-12-01T12:00:00+00:00"), ("X-Data-Stale", "false"),
-               ("Cache-Control", "no-cache")]
+               ("Cache-Control", "no-cache"),
+               # What the app's hooks add to every answer (CORS, security headers, the request id): the same count
+               # and size as /stats sends since the Operate issue's headers.
+               ("Access-Control-Allow-Origin", "*"),
+               ("Access-Control-Expose-Headers", "Content-Disposition, Last-Modified, RateLimit-Limit, RateLimit-Remaining, "
+                "RateLimit-Reset, Retry-After, X-Data-Fetched-At, X-Data-Observed-At, X-Data-Stale, X-Request-ID"),
+               ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+               ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+               ("X-Frame-Options", "DENY"), ("X-Request-ID", "64758594e20b5645fcd6d49b37ee86f3")]
 
 
 def raw(environ, start_response):
