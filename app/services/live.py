@@ -8,9 +8,9 @@ from collections import deque
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Protocol
 
-from app.domain.errors import BrokerUnavailable, InvalidQuery, NoData, TooManyStreams
+from app.domain.errors import BrokerUnavailable, InvalidQuery, TooManyStreams
 from app.ports import Metrics, NullMetrics
-from app.services.reporting import StatsView
+from app.services.reporting import StatsView, coin_figures
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +36,6 @@ class NoUpdateLog:
 
     def updates_after(self, update_id: str, upto: str | None = None) -> list[tuple[str, dict[str, Any]]] | None:
         return None
-
-
-def coin_item(view: StatsView, coin: str, currency: str) -> dict[str, Any]:
-    """One coin's latest figures as GET /api/v1/coins gives them (nulls and `error` when there is no data yet)."""
-    item: dict[str, Any] = {"coin": coin, "currency": currency, "price": None, "market_cap": None, "change_24h": None,
-            "deviation": None, "observed_at": None, "fetched_at": None, "stale": None, "error": None}
-    try:
-        summary, freshness = view.summary(coin, currency)
-    except NoData as exc:
-        item["error"] = {"code": exc.code, "message": exc.message}
-        return item
-    latest = summary.latest
-    item.update(price=latest.price, market_cap=latest.market_cap, change_24h=latest.change_24h,
-                deviation=summary.deviation, observed_at=freshness.observed_at.isoformat(),
-                fetched_at=freshness.fetched_at.isoformat(), stale=freshness.stale)
-    return item
 
 
 def _frame(kind: str, event_id: str, data: dict[str, Any]) -> str:
@@ -183,7 +167,7 @@ class LiveHub:
             return None  # cannot replay: a snapshot is the honest answer
 
     def _snapshot(self, coins: tuple[str, ...], vs: str, upto: str) -> str:
-        return "".join(_frame("snapshot", upto, coin_item(self.view, coin, vs)) for coin in coins)
+        return "".join(_frame("snapshot", upto, coin_figures(self.view, coin, vs)) for coin in coins)
 
     def _prices(self, update_id: str, event: dict[str, Any], coins: tuple[str, ...], vs: str) -> str:
         out = []

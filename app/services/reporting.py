@@ -332,6 +332,25 @@ class StatsView:
         return max((s.latest for s in self._summaries.values()), key=lambda o: o.fetched_at, default=None)
 
 
+def coin_figures(view: StatsView, coin: str, currency: str) -> dict[str, Any]:
+    """One coin's latest figures from the view, as GET /api/v1/coins and the stream's snapshots give them: nulls and
+    `error` (code, message) when there is no data yet. Raises UnknownCoin / UnknownCurrency."""
+    item: dict[str, Any] = {"coin": coin, "currency": currency, "price": None, "market_cap": None,
+                            "volume_24h": None, "change_24h": None, "deviation": None, "observed_at": None,
+                            "fetched_at": None, "stale": None, "error": None}
+    try:
+        summary, freshness = view.summary(coin, currency)
+    except NoData as exc:
+        item["error"] = {"code": exc.code, "message": exc.message}
+        return item
+    latest = summary.latest
+    item.update(price=latest.price, market_cap=latest.market_cap, volume_24h=latest.volume_24h,
+                change_24h=latest.change_24h, deviation=summary.deviation,
+                observed_at=freshness.observed_at.isoformat(), fetched_at=freshness.fetched_at.isoformat(),
+                stale=freshness.stale)
+    return item
+
+
 def keep_fresh(view: StatsView, bus: UpdateBus, every_seconds: float, stop: threading.Event,
                poll_timeout: float = 1.0, on_event: Callable[[], None] | None = None,
                on_redis_back: Callable[[], None] | None = None) -> None:

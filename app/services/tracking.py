@@ -9,12 +9,11 @@ from datetime import datetime
 from typing import Any, Callable
 
 from app.domain.coins import Catalog
-from app.domain.errors import (AdminForbidden, AdminTokenMissing, BrokerUnavailable, InvalidBody, NoData,
-                               TrackingConflict, UnknownCoin)
+from app.domain.errors import (AdminForbidden, AdminTokenMissing, BrokerUnavailable, InvalidBody, TrackingConflict, UnknownCoin)
 from app.domain.model import TrackedCoins
 from app.ports import CoinRegistry, UpdateBus
 from app.services.catalog import StoredCatalog
-from app.services.reporting import StatsView
+from app.services.reporting import StatsView, coin_figures
 
 log = logging.getLogger(__name__)
 
@@ -115,29 +114,10 @@ def describe_coin(tracked: TrackedCoins, catalog: Catalog | None, coin: str) -> 
             "aliases": tracked.aliases_of(coin), "currencies": list(tracked.vs_currencies)}
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def coin_listing(view: StatsView, catalog: Catalog | None, coin: str, currency: str) -> dict[str, Any]:
     """One tracked coin's header (describe_coin) and its latest figures in `currency` from the web's memory; a
     coin without data has nulls and `error` saying why. Raises UnknownCoin / UnknownCurrency."""
-    tracked = view.tracked
-    item: dict[str, Any] = {"coin": coin, "currency": currency, "price": None, "market_cap": None,
-                            "change_24h": None, "deviation": None, "observed_at": None, "fetched_at": None,
-                            "stale": None, "error": None, **describe_coin(tracked, catalog, coin),
-                            "volume_24h": None}
-    try:
-        summary, freshness = view.summary(coin, currency)
-    except NoData as exc:
-        item["error"] = {"code": exc.code, "message": exc.message}
-    else:
-        latest = summary.latest
-        item.update(price=latest.price, market_cap=latest.market_cap, change_24h=latest.change_24h,
-                    volume_24h=latest.volume_24h, deviation=summary.deviation,
-                    observed_at=_iso(freshness.observed_at), fetched_at=_iso(freshness.fetched_at),
-                    stale=freshness.stale)
-    return item
+    return {**coin_figures(view, coin, currency), **describe_coin(view.tracked, catalog, coin)}
 
 
 def public_id(tracked: TrackedCoins, coin: str) -> str:
