@@ -126,9 +126,9 @@ def test_log_level_reaches_the_web_granian_and_the_worker_in_one_format(env, lev
 def test_no_password_host_or_path_of_the_deployment_reaches_a_log_line(env):
     """The drivers name what they know (PyMongo its hosts, SQLite its file); the log says which variable instead."""
     uri = "mongodb://admin:hunter2@db-7.invalid:27017,db-8.invalid:27018/cryptostats?replicaSet=rs0"
-    result = cli({**env, "MONGODB_URI": uri, "COINGECKO_API_KEY": "CG-abcdefghijklmnop"}, "init-storage")
+    result = cli({**env, "MONGODB_URI": uri, "COINGECKO_API_KEY": "fake-api-key-for-the-test"}, "init-storage")
     assert result.returncode == 1
     assert "init-storage failed" in result.stderr and "<MONGODB_URI host>" in result.stderr
-    for secret in ("hunter2", "admin", "db-7.invalid", "db-8.invalid", "CG-abcdefghijklmnop",
+    for secret in ("hunter2", "admin", "db-7.invalid", "db-8.invalid", "fake-api-key-for-the-test",
                    str(Path(env["DATA_DIR"]).resolve())):
         assert secret not in result.stderr, secret
