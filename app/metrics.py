@@ -7,7 +7,9 @@ Two halves, because the processes differ:
   one scrape target for the whole platform.
 - Requests, latency and SSE clients happen in the web's processes. They are prometheus-client metrics in its
   multiprocess mode (PROMETHEUS_MULTIPROC_DIR, one directory per web instance made by `prepare_web_metrics`), so
-  whichever web process answers the scrape reports the sum of all of them.
+  whichever web process answers the scrape reports the sum of all of them. Requests are tallied in the process's
+  memory and added to those series once a second (`RequestTally`): a multiprocess write per request was half the
+  cost of a /stats answer.
 prometheus_client is imported lazily: its value class is chosen from PROMETHEUS_MULTIPROC_DIR, which the web's
 entry point sets before its processes make any metric.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from bisect import bisect_left
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -140,6 +144,10 @@ class RedisFiguresCollector:
         self._client.close()
 
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+TALLY_FLUSH_SECONDS = 1.0  # how late a request may show in a scrape answered by another web process
+
+
 class _WebMetrics:
     """This web process's prometheus-client metrics (multiprocess when PROMETHEUS_MULTIPROC_DIR is set)."""
 
@@ -154,8 +162,7 @@ class _WebMetrics:
         self.requests = Counter(f"{PREFIX}_http_requests", "HTTP requests by route, method and status",
                                 ["route", "method", "status"], registry=None)
         self.latency = Histogram(f"{PREFIX}_http_request_duration_seconds", "Time to answer an HTTP request",
-                                 ["route"], registry=None,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+                                 ["route"], registry=None, buckets=LATENCY_BUCKETS)
         self.sse_clients = Gauge(f"{PREFIX}_sse_clients", "Server-Sent Events clients connected", registry=None,
                                  multiprocess_mode="livesum")
 
@@ -170,19 +177,89 @@ def web_metrics() -> _WebMetrics:
     return _web[0]
 
 
-_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # (route, method, status) -> its two labelled series
+class RequestTally:
+    """Answered requests counted in this process's memory (count, latency sum, latency bucket), added to the
+    prometheus-client series by `flush`: every TALLY_FLUSH_SECONDS from a daemon thread started on the first
+    request, before every scrape this process answers, and when the process ends. prometheus-client has no call
+    that adds many observations at once, so `flush` adds to a histogram's bucket and sum values itself
+    (tests/unit/test_metrics.py checks the scrape against what was observed)."""
+
+    _BOUNDS = (*map(float, LATENCY_BUCKETS), float("inf"))
+
+    def __init__(self, flush_seconds: float = TALLY_FLUSH_SECONDS) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str, int], list] = {}  # key -> [count, seconds, [per-bucket counts]]
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._flush_seconds = flush_seconds
+        self._flusher: threading.Thread | None = None
+
+    def add(self, route: str, method: str, status: int, seconds: float) -> None:
+        bucket = bisect_left(self._BOUNDS, seconds)
+        key = (route, method, status)
+        with self._lock:
+            entry = self._pending.get(key)
+            if entry is None:
+                entry = self._pending[key] = [0, 0.0, [0] * len(self._BOUNDS)]
+                if self._flusher is None:
+                    self._start_flusher()
+            entry[0] += 1
+            entry[1] += seconds
+            entry[2][bucket] += 1
+
+    def flush(self) -> None:
+        """Add what was tallied since the last flush to the prometheus-client series."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for key, (count, seconds, buckets) in pending.items():
+            counter, histogram = self._labelled(key)
+            counter.inc(count)
+            histogram._sum.inc(seconds)
+            for index, observed in enumerate(buckets):
+                if observed:
+                    histogram._buckets[index].inc(observed)
+
+    def _labelled(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+        series = self._series.get(key)
+        if series is None:
+            metrics = web_metrics()
+            route, method, status = key
+            series = self._series[key] = (metrics.requests.labels(route, method, str(status)),
+                                          metrics.latency.labels(route))
+        return series
+
+    def _start_flusher(self) -> None:
+        from multiprocessing import util
+
+        self._flusher = threading.Thread(target=self._flush_forever, name="request-metrics", daemon=True)
+        self._flusher.start()
+        # A web server's worker is a multiprocessing child, which ends without atexit: its finalizers still run.
+        util.Finalize(self, self.flush, exitpriority=10)
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self._flush_seconds)
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001  a metrics file that cannot be written must not end the counting
+                log.exception("metrics: cannot record request counts")
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._pending, self._series, self._flusher = {}, {}, None
+
+
+_tally = RequestTally()
+os.register_at_fork(after_in_child=_tally._after_fork)
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    """Count one answered request and its latency. On the hot path (the /stats fast path calls it per request),
-    so the labelled series are looked up once per label set, not per request (the lookup was half its cost)."""
-    key = (route, method, status)
-    series = _children.get(key)
-    if series is None:
-        metrics = web_metrics()
-        series = _children[key] = (metrics.requests.labels(route, method, str(status)), metrics.latency.labels(route))
-    series[0].inc()
-    series[1].observe(seconds)
+    """Count one answered request and its latency (on the hot path: the /stats fast path calls it per request)."""
+    _tally.add(route, method, status, seconds)
+
+
+def flush_requests() -> None:
+    """Make every request this process answered so far visible to a scrape (tests; the web's shutdown)."""
+    _tally.flush()
 
 
 def render(collectors: Sequence[Any]) -> tuple[bytes, str]:
@@ -191,6 +268,7 @@ def render(collectors: Sequence[Any]) -> tuple[bytes, str]:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     metrics = web_metrics()
+    _tally.flush()  # this process's requests up to now; the others' are at most TALLY_FLUSH_SECONDS late
     registry = CollectorRegistry()
     if metrics.multiprocess:
         _forget_dead_processes()

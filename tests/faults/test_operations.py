@@ -216,14 +216,19 @@ def test_metrics_sum_every_web_process_of_the_instance(make_platform, figures):
     platform.web()
     web_up(platform)
     wait_until(lambda: platform.procs[0].output.count("Spawning worker") >= 2, 30, what="two web processes")
-    before = sample(scrape(platform), "cryptostats_http_requests_total", route="/healthz", method="GET",
+    # /readyz: web_up's /healthz requests may still be on their way into the files.
+    before = sample(scrape(platform), "cryptostats_http_requests_total", route="/readyz", method="GET",
                     status="200")
-    for _ in range(20):  # new connections each: gunicorn hands them to either process
-        figures.answered(requests.get(f"http://127.0.0.1:{platform.port}/healthz", timeout=10).status_code)
-    for _ in range(6):
-        counted = sample(scrape(platform), "cryptostats_http_requests_total", route="/healthz", method="GET",
-                         status="200")
-        assert counted - before == 20
+    for _ in range(20):  # new connections each: granian hands them to either process
+        figures.answered(requests.get(f"http://127.0.0.1:{platform.port}/readyz", timeout=10).status_code)
+
+    def counted() -> float:
+        return sample(scrape(platform), "cryptostats_http_requests_total", route="/readyz", method="GET",
+                      status="200") - before
+
+    # Each process adds its tally to the shared files once a second (app/metrics.TALLY_FLUSH_SECONDS).
+    wait_until(lambda: counted() >= 20, 10, what="both processes' requests in a scrape")
+    assert [counted() for _ in range(6)] == [20] * 6
     # An SSE client connected is counted by whichever process holds it, and seen by every scrape.
     seed_fresh_data(platform)
     with requests.get(f"http://127.0.0.1:{platform.port}/api/v1/stream", stream=True, timeout=10) as held:
