@@ -23,6 +23,12 @@ def test_secrets_hosts_and_paths_become_the_name_of_their_variable(tmp_path):
                             "file <DATA_DIR>/x.db")
 
 
+def test_credentials_in_a_urls_query_are_secrets_too(tmp_path):
+    redact = redactor(replacements(settings(tmp_path, REDIS_URL="unix:///run/redis/redis.sock?db=0&password=sock-pw-9")))
+    assert redact("Error connecting to unix:///run/redis/redis.sock?db=0&password=sock-pw-9") \
+        == "Error connecting to unix://<REDIS_URL socket>?db=0&password=***"
+
+
 def test_coingeckos_own_host_and_the_machines_own_names_are_no_secret(tmp_path):
     redact = redactor(replacements(settings(tmp_path, REDIS_URL="redis://:pw-123@127.0.0.1:6379/0",
                                             COINGECKO_BASE_URL="http://localhost:8900/api/v3")))
