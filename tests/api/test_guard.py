@@ -35,6 +35,7 @@ def test_a_sane_request_id_is_echoed_and_a_bad_one_replaced(client):
 def test_request_id_validation():
     assert request_id("req:42_a.b-c") == "req:42_a.b-c"
     assert request_id("x y") != "x y" and request_id(None) != request_id(None)
+    assert all(len(new) == 32 and int(new, 16) >= 0 for new in (request_id(None), request_id("x" * 65)))
 
 
 def test_a_body_over_the_limit_is_413_in_the_error_shape(client):
@@ -83,3 +84,27 @@ def test_json_log_lines_carry_the_request_and_task_ids():
     assert line["message"] == "stored 3" and line["level"] == "INFO" and line["logger"] == "tasks.x"
     assert (line["process"], line["task_id"], line["request_id"]) == ("worker", "6f1c", "req-1")
     assert "task" not in line
+
+
+def test_new_request_ids_differ_between_processes():
+    """Web processes are forked: each child makes ids of its own, not the parent's next ones."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [context.Process(target=_send_new_request_ids, args=(queue,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    ids = [queue.get(timeout=30) for _ in children] + [_new_request_ids()]
+    for child in children:
+        child.join(30)
+    flat = [one for some in ids for one in some]
+    assert len(set(flat)) == len(flat) == 3 * 50
+
+
+def _new_request_ids():
+    return [request_id(None) for _ in range(50)]
+
+
+def _send_new_request_ids(queue):
+    queue.put(_new_request_ids())
