@@ -7,16 +7,13 @@ serving our app and, for comparison, a raw WSGI callable that returns the same b
 
 It prints, measured in one run: our /stats and /deviation against the raw callable (req/s ratio), requests per
 CPU-second of the server's processes (req/s per core, robust to other load on the machine), p99 at a fixed 500
-req/s, and /stats throughput with 1,000 held streaming connections and with 200 slow + 200 idle clients, each
-against the same server without them. The streaming route (/bench/stream) is the benchmark's own, not a product
-route: one Redis subscription per process fanned out to every stream in memory, as the SSE endpoint should be
-(docs/benchmarks.md, "For the SSE endpoint"). Figures and how to read them: docs/benchmarks.md.
+req/s, and /stats throughput with 1,000 held SSE streams (GET /api/v1/stream) and with 200 slow + 200 idle
+clients, each against the same server without them. Figures and how to read them: docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import re
 import shutil
@@ -34,68 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RAW_BODY = b'{"price":40000,"marketCap":800000000000,"24hChange":3.4}\n'
-STREAM_CHANNEL = "bench-stream"
 TODAY_PER_CORE = 3700  # main's /stats on one gunicorn gthread worker, as issue 12 measured it (the baseline)
 WRK_HINT = "wrk is needed: on Debian/Ubuntu, apt-get install wrk (.ci/run installs it)"
 
 
-# ---- the WSGI callables the server imports (granian imports "tests.bench_http:<name>" in its worker) ----------
-class _Broadcast:
-    """One Redis subscription per process, fanned out in memory: each message wakes every waiting stream."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.last: tuple[int, bytes] = (0, b"")
-        self._started = False
-
-    def start(self) -> None:
-        with self.cond:
-            if self._started:
-                return
-            self._started = True
-        threading.Thread(target=self._listen, name="bench-broadcast", daemon=True).start()
-
-    def _listen(self) -> None:
-        import redis
-
-        from app.embedded_redis import embedded_url
-
-        client = redis.Redis.from_url(os.environ.get("REDIS_URL") or embedded_url(Path(os.environ["DATA_DIR"])))
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(STREAM_CHANNEL)
-        for message in pubsub.listen():
-            with self.cond:
-                self.last = (self.last[0] + 1, message["data"])
-                self.cond.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> tuple[int, bytes]:
-        with self.cond:
-            self.cond.wait_for(lambda: self.last[0] != seen, timeout)
-            return self.last
-
-
-_broadcast = _Broadcast()
-
-
-def _stream(environ, start_response):
-    """An SSE-shaped answer: a comment at once, then one event per broadcast, a heartbeat comment every 15 s."""
-    _broadcast.start()
-    start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
-
-    def events():
-        seen = _broadcast.last[0]
-        yield b": connected\n\n"
-        while True:
-            number, data = _broadcast.wait(seen, 15.0)
-            if number == seen:
-                yield b": heartbeat\n\n"
-            else:
-                seen = number
-                yield b"data: " + data + b"\n\n"
-
-    return events()
-
-
+# ---- the WSGI callable the server imports (granian imports "tests.bench_http:raw" in its worker) -------------
 # The same answer as /stats, byte for byte in size: its headers too (the server's cost grows with their number).
 RAW_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(RAW_BODY))),
                ("Last-Modified", "Tue, 01 Dec 2026 12:00:00 GMT"), ("X-Data-Observed-At", "2026-12-01T12:00:00+00:00"),
@@ -112,26 +52,9 @@ RAW_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(
 
 
 def raw(environ, start_response):
-    """The 5-line callable: the same answer /stats gives, fixed, nothing else (and the streaming route)."""
-    if environ["PATH_INFO"] == "/bench/stream":
-        return _stream(environ, start_response)
+    """The 5-line callable: the same answer /stats gives, fixed, nothing else."""
     start_response("200 OK", RAW_HEADERS)
     return [RAW_BODY]
-
-
-def __getattr__(name: str):
-    # "tests.bench_http:product" is built only in the server's worker (module __getattr__: PEP 562), after fork.
-    if name == "product":
-        from wsgi import app
-
-        def product(environ, start_response):
-            if environ["PATH_INFO"] == "/bench/stream":
-                return _stream(environ, start_response)
-            return app(environ, start_response)
-
-        globals()["product"] = product
-        return product
-    raise AttributeError(name)
 
 
 # ---- the driver --------------------------------------------------------------------------------------------------
@@ -260,40 +183,23 @@ def paced_p99(port: int, path: str, rate: float, seconds: float, threads: int = 
 
 
 @contextmanager
-def held_streams(port: int, count: int, redis_url: str):
-    """`count` open /bench/stream answers, each checked to have started; on exit, one published message is checked
-    to have reached every one of them."""
-    import redis
+def held_streams(port: int, count: int, settings, price: float):
+    """`count` open GET /api/v1/stream answers (the product's SSE endpoint), each checked to have sent its snapshot;
+    on exit, one new record stored and published as the worker does is checked to have reached every one."""
+    from tests.bench_stream import _connect, _publish, _read_until
 
-    socks = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(b"GET /bench/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
-        socks.append(sock)
-    for sock in socks:
-        data = b""
-        while b": connected" not in data:  # the head and the first chunk may come in separate reads
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise SystemExit("a stream was closed before it started")
-            data += chunk
+    socks = _connect(port, count)
     try:
+        started = _read_until(socks, b"event: snapshot", time.monotonic() + 60)
+        if len(started) < count:
+            raise SystemExit(f"only {len(started)} of {count} streams sent their snapshot")
         yield socks
+        published = _publish(settings, price)
+        reached = _read_until(socks, b"event: price", published + 10)
+        print(f"  an update stored and published once reached {len(reached)} of {count} streams")
     finally:
-        client = redis.Redis.from_url(redis_url)
-        client.publish(STREAM_CHANNEL, json.dumps({"at": time.time()}))
-        client.close()
-        reached = 0
         for sock in socks:
-            data = b""
-            try:
-                while b"data: " not in data:
-                    data += sock.recv(65536)
-                reached += 1
-            except OSError:
-                pass
             sock.close()
-        print(f"  a message published once reached {reached} of {count} streams")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +227,6 @@ def main(argv: list[str] | None = None) -> int:
                RATE_LIMIT="0")
     settings = Settings.from_env(env)
     prepare(settings)  # the embedded Redis, shared by the servers below
-    redis_url = broker.embedded_url(settings.data_dir)
     _seed(settings)
     s = args.seconds
     print(f"HTTP benchmark: granian (app/api/server.py settings), 1 worker process each, wrk -t1 -c50 -d{s:g}s, "
@@ -330,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         raw_server = Server(env, "tests.bench_http:raw", tmp / "raw.log")
         servers.append(raw_server)
-        app_server = Server({**env, "PORT": str(_free_port())}, "tests.bench_http:product", tmp / "product.log")
+        app_server = Server({**env, "PORT": str(_free_port())}, "wsgi:app", tmp / "product.log")
         servers.append(app_server)
         rounds = []
         for _ in range(args.rounds):  # interleaved, so a change in the machine's load hits all of them alike
@@ -353,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         p99, errors = paced_p99(app_server.port, "/stats?coin=bitcoin", 500, max(10.0, 2 * s))
         print(f"/stats at a fixed 500 req/s: p99 {p99:.2f} ms, {errors} errors")
         held_ratios, slow_ratios = [], []
-        for _ in range(args.rounds):
+        for number in range(args.rounds):
             base = wrk(app_server, "/stats?coin=bitcoin", s)
-            with held_streams(app_server.port, args.streams, redis_url):
+            with held_streams(app_server.port, args.streams, settings, 41000.0 + number):
                 held = wrk(app_server, "/stats?coin=bitcoin", s)
             attackers = Attackers(app_server.port)
             attackers.open()
@@ -397,7 +302,7 @@ def _candidates(env: dict[str, str], tmp: Path, seconds: float) -> None:
         figures = {}
         for target in ("raw", "product"):
             cmd = [PY, "-m", "gunicorn", "-w", "1", *extra, "-b", f"127.0.0.1:{env['PORT']}",
-                   "--log-level=warning", f"tests.bench_http:{target}"]
+                   "--log-level=warning", "tests.bench_http:raw" if target == "raw" else "wsgi:app"]
             server = Server(env, target, tmp / f"{name}-{target}.log", command=cmd)
             try:
                 figures[target] = wrk(server, "/stats?coin=bitcoin", seconds)

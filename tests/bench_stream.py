@@ -34,7 +34,7 @@ def _connect(port: int, count: int) -> list[socket.socket]:
     request = b"GET /api/v1/stream?coins=bitcoin HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
     socks = []
     for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)  # a saturated machine accepts slowly
         sock.sendall(request)
         socks.append(sock)
     return socks
