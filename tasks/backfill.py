@@ -24,7 +24,7 @@ def backfill_coin(self, coin: str, currency: str, days: int):
     s = services()
     try:
         step = backfill_step(s.history, s.repo, s.counters, s.counters, s.claims, coin, currency, days, s.clock,
-                             max_cooldown=settings.budget.max_cooldown, metrics=s.metrics)
+                             max_cooldown=settings.budget.max_cooldown, metrics=s.metrics, owner=self.request.id)
     except BrokerUnavailable as exc:
         log.warning("backfill of %s/%s cannot read its progress (%s); trying again in 30 s", coin, currency,
                     exc.message)

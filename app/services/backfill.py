@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # its room.
 MINUTE_BUDGET = 4
 TRANSIENT_RETRY_SECONDS = 30.0  # CoinGecko down or the store busy: the step is tried again after this long
+# A chunk being fetched and stored is claimed, so two steps of the same backfill (asked twice, or by the CLI and the
+# worker at once) never pay CoinGecko for it twice; a step that dies frees it after this long.
+CHUNK_CLAIM_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,16 @@ def backfill_progress(state: BackfillState, tracked: TrackedCoins, coin: str,
 def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillState, usage: UsageCounter,
                   claims: Claims, coin: str, vs_currency: str, days: int, clock: Callable[[], datetime], *,
                   minute_budget: int = MINUTE_BUDGET, max_cooldown: timedelta = timedelta(hours=1),
-                  metrics: Metrics | None = None) -> Step:
+                  metrics: Metrics | None = None, owner: str | None = None) -> Step:
     """Fetch and store the oldest chunk not held yet, or say how long to wait before trying (a 429's cooldown,
     whoever received it; the minute's call budget spent; a transient failure). Idempotent: a chunk is marked held
     only after its records are stored, so a step that dies half-way is simply taken again, and the store skips
     records it has. A permanent refusal (10012: beyond the plan's 365 days) ends the backfill as failed, saying
     so. Raises BrokerUnavailable when the progress cannot be read or saved. `metrics` hears of each chunk
-    ("stored", "retried" or "failed") and of its CoinGecko call."""
+    ("stored", "retried" or "failed") and of its CoinGecko call.
+
+    The chunk is claimed first (CHUNK_CLAIM_SECONDS): a step running at the same time takes the next chunk, or waits
+    when every chunk left is claimed. `owner` (the task's id) lets a redelivered step take back its own claim."""
     metrics = metrics or NullMetrics()
     now = clock()
     saved = state.load_progress(coin, vs_currency)
@@ -102,7 +108,30 @@ def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillS
     wait = _wait_seconds(claims, usage, now, minute_budget)
     if wait:
         return _waiting(state, progress, now, wait, None)
-    chunk = pending[0]
+    chunk = next((c for c in pending if claims.claim(_claim_key(coin, vs_currency, c.key), CHUNK_CLAIM_SECONDS,
+                                                    owner)), None)
+    if chunk is None:  # another step is fetching every chunk left: look again when it should be done
+        log.info("backfill of %s/%s: the %d chunks left are being fetched by another step", coin, vs_currency,
+                 len(pending))
+        return Step(progress, TRANSIENT_RETRY_SECONDS)
+    try:
+        return _fetch_chunk(source, repo, state, usage, claims, progress, pending, chunk, now, clock, minute_budget,
+                            max_cooldown, metrics)
+    finally:
+        try:
+            claims.release(_claim_key(coin, vs_currency, chunk.key))
+        except BrokerUnavailable:
+            pass  # it expires
+
+
+def _claim_key(coin: str, vs_currency: str, chunk_key: str) -> str:
+    return f"backfill-chunk:{coin}:{vs_currency}:{chunk_key}"
+
+
+def _fetch_chunk(source: HistorySource, repo: PriceRepository, state: BackfillState, usage: UsageCounter,
+                 claims: Claims, progress: BackfillProgress, pending: list, chunk, now: datetime,
+                 clock: Callable[[], datetime], minute_budget: int, max_cooldown: timedelta, metrics: Metrics) -> Step:
+    coin, vs_currency = progress.coin, progress.currency
     try:
         try:
             observations = source.fetch_range(coin, vs_currency, chunk.start, chunk.end)

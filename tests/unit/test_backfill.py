@@ -73,6 +73,47 @@ def test_a_backfill_stores_every_chunk_and_reports_done():
     assert progress.records_stored == repo.count() == 199 * 24
 
 
+class ConcurrentStep(FakeHistorySource):
+    """While its first chunk is being fetched, another step of the same backfill runs (asked twice: two workers)."""
+
+    def __init__(self, other_step) -> None:
+        super().__init__()
+        self.other_step, self.other = other_step, []
+
+    def fetch_range(self, coin, vs_currency, start, end):
+        if not self.other:
+            self.other.append(None)
+            self.other[0] = self.other_step()
+        return super().fetch_range(coin, vs_currency, start, end)
+
+
+def test_two_steps_at_once_never_fetch_the_same_chunk():
+    repo, state, bus, clock = InMemoryPriceRepository(), FakeCounters(), FakeBus(), FakeClock(NOW)
+    start_backfill(state, TRACKED, "bitcoin", 200, None, clock(), FREE_PLAN_MAX_DAYS)
+    source = ConcurrentStep(lambda: backfill_step(source, repo, state, state, bus, "bitcoin", "usd", 200, clock))
+
+    backfill_step(source, repo, state, state, bus, "bitcoin", "usd", 200, clock)
+    assert len(source.calls) == len(set(source.calls)) == 2  # the other step took the next chunk
+    assert bus.claims == {}  # both claims given back
+    final = run_backfill(source, repo, state, state, bus, "bitcoin", "usd", 200, clock, clock_sleep(clock))
+    assert final.state == DONE
+    assert len(source.calls) == len(set(source.calls)) == final.chunks_total == 3
+
+
+def test_a_step_waits_while_every_chunk_left_is_being_fetched_elsewhere():
+    repo, state, bus, clock = InMemoryPriceRepository(), FakeCounters(), FakeBus(), FakeClock(NOW)
+    start_backfill(state, TRACKED, "bitcoin", 30, None, clock(), FREE_PLAN_MAX_DAYS)  # one chunk
+    only = plan_chunks(clock(), 30)[0]
+    assert bus.claim(f"backfill-chunk:bitcoin:usd:{only.key}", 300, owner="task-1")
+    source = FakeHistorySource()
+
+    step = backfill_step(source, repo, state, state, bus, "bitcoin", "usd", 30, clock)
+    assert (source.calls, step.next_in_seconds) == ([], 30.0)
+    # The step that claimed it, redelivered after its worker died, takes its own claim back and fetches it.
+    step = backfill_step(source, repo, state, state, bus, "bitcoin", "usd", 30, clock, owner="task-1")
+    assert len(source.calls) == 1 and step.progress.state == DONE
+
+
 def test_a_second_run_fetches_nothing_already_held():
     repo, state, bus = InMemoryPriceRepository(), FakeCounters(), FakeBus()
     _run(FakeHistorySource(), repo, state, bus)
