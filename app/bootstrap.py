@@ -22,7 +22,7 @@ from app.ports import (Claims, CoinRegistry, Counters, HistorySource, Metrics, N
 from app.queue import QUEUE_NAME
 from app.storage import make_coin_registry, make_repository
 from app.services.catalog import StoredCatalog, check_tracked
-from app.services.polling import UpdateContext
+from app.services.polling import FinishedRuns, UpdateContext
 from app.services.tracking import current_tracked
 from app.upstream.catalog import CoinGeckoCatalog
 from app.upstream.coingecko import CoinGeckoClient
@@ -50,6 +50,7 @@ class Services:
     history: HistorySource = field(default=None, repr=False)  # type: ignore[assignment]  # CoinGecko's past
     metrics: Metrics = field(default_factory=NullMetrics)  # what runs report for GET /metrics (app/metrics.py)
     redis_url: str | None = None  # the real Redis this process uses (rate-limit counters, metrics); None in tests
+    finished_runs: FinishedRuns = field(default_factory=FinishedRuns, repr=False)  # this process's stored runs
 
     @property
     def tracked(self) -> TrackedCoins:
@@ -63,7 +64,7 @@ class Services:
         return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked_now(), self.clock,
                              slot_done_ttl=budget.slot_done_ttl,
                              fetch_claim_ttl=timedelta(seconds=budget.fetch_claim_seconds),
-                             max_cooldown=budget.max_cooldown, metrics=self.metrics)
+                             max_cooldown=budget.max_cooldown, metrics=self.metrics, finished=self.finished_runs)
 
     @property
     def registry(self) -> CoinRegistry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -119,6 +120,24 @@ def slot_fetch_key(slot: datetime) -> str:
     return f"slot-fetching:{slot.isoformat()}"
 
 
+def run_done_key(run_id: str) -> str:
+    return f"run-done:{run_id}"
+
+
+class FinishedRuns:
+    """The ids of the runs this process stored lately (bounded): a second delivery of one of them is known to be a
+    duplicate even when Redis, where every worker marks its stored runs, was down as the run ended."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._ids: deque[str] = deque(maxlen=size)
+
+    def add(self, run_id: str) -> None:
+        self._ids.append(run_id)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._ids
+
+
 @dataclass(frozen=True)
 class UpdateContext:
     """What a run works with: the adapters, the coins, the clock and the budget's lengths of its claims.
@@ -135,6 +154,7 @@ class UpdateContext:
     fetch_claim_ttl: timedelta = timedelta(minutes=1)
     max_cooldown: timedelta = timedelta(hours=1)
     metrics: Metrics = field(default_factory=NullMetrics)  # hears of runs, CoinGecko calls and records stored
+    finished: FinishedRuns = field(default_factory=FinishedRuns)  # this process's stored runs (kept by Services)
 
 
 def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | None = None) -> UpdateReport | None:
@@ -145,6 +165,9 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
     credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `ctx.fetch_claim_ttl`
     and belongs to `run_id` (the task id): a retry or redelivery of the run that took it goes ahead, so a run whose
     worker died mid-fetch is not mistaken for its own duplicate. Manual runs pass no slot and always run.
+    Every run that stored is marked done by its `run_id` (in Redis for `ctx.slot_done_ttl`, and in
+    `ctx.finished`): the broker delivering the same run again (a message restored to the queue when a worker's
+    connection to Redis broke while it ran, or published twice) is skipped, scheduled or manual.
     A 429 starts a cooldown of its Retry-After, at most `ctx.max_cooldown`, during which no run calls CoinGecko.
     Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
     safe, and the web re-reads the store periodically. `ctx.metrics` hears of stored and skipped runs, of each
@@ -152,6 +175,10 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
     """
     metrics = ctx.metrics
     claims = ctx.claims
+    if run_id is not None and _stored_before(ctx, run_id):
+        log.info("run %s already stored its batch; skipping this second delivery of it", run_id)
+        metrics.run_finished("skipped")
+        return None
     if slot is not None:
         try:
             if claims.is_claimed(slot_key(slot)):
@@ -172,7 +199,11 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
     except UpstreamRateLimited as exc:
         _start_cooldown(claims, exc, ctx.max_cooldown)
         raise
+    if run_id is not None:
+        ctx.finished.add(run_id)
     try:
+        if run_id is not None:
+            claims.claim(run_done_key(run_id), int(ctx.slot_done_ttl.total_seconds()))
         if slot is not None:
             claims.claim(slot_key(slot), int(ctx.slot_done_ttl.total_seconds()))
         ctx.bus.publish({**report.event(), "prices": latest_prices(ctx.repo, ctx.tracked, report.coins)})
@@ -180,6 +211,15 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
         log.warning("stored %d new records but could not announce them: %s", report.new_records, exc)
     metrics.run_finished("stored")
     return report
+
+
+def _stored_before(ctx: UpdateContext, run_id: str) -> bool:
+    if run_id in ctx.finished:
+        return True
+    try:
+        return ctx.claims.is_claimed(run_done_key(run_id))
+    except BrokerUnavailable:
+        return False  # not known as stored: it runs
 
 
 def latest_prices(repo: PriceRepository, tracked: TrackedCoins, coins: list[str]) -> list[dict[str, Any]]:

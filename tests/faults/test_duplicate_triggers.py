@@ -56,3 +56,32 @@ def test_the_same_slot_from_two_beats_is_fetched_and_stored_once(make_platform, 
     assert platform.check_store() == []
     assert figures.failures() == {}
     assert platform.tracebacks() == []
+
+
+def test_a_run_delivered_twice_is_stored_once(make_platform, figures):
+    """The same run handed out twice (a message restored to the queue, or published twice), two workers: stored once"""
+    platform = make_platform()
+    fake = platform.fake
+    seed_fresh_data(platform)  # no start-up update: the runs below are the only ones
+    platform.worker("worker-a"), platform.worker("worker-b")
+    wait_until(lambda: all(" ready." in w.output for w in platform.procs), 30, what="both workers ready")
+    calls, rows = fake.request_count(), platform.count()
+
+    platform.trigger(task_id="manual-run-1")
+    platform.wait_stored(1, 30)
+    wait_until(platform.queue_idle, 10, what="the run acknowledged")
+    platform.trigger(task_id="manual-run-1")  # its second delivery, to whichever worker is free
+    figures.faults += 1
+    wait_until(lambda: sum("skipping this second delivery" in w.output for w in platform.procs) == 1, 30,
+               what="the second delivery skipped")
+    wait_until(platform.queue_idle, 10, what="the second delivery acknowledged")
+    platform.trigger()  # a new run still runs
+    platform.wait_stored(2, 30)
+
+    figures.upstream_calls = fake.request_count() - calls
+    figures.runs(2, len(platform.stored_events()))
+    assert figures.upstream_calls == 2
+    assert platform.count() - rows == 2
+    assert platform.check_store() == []
+    assert figures.failures() == {}
+    assert platform.tracebacks() == []

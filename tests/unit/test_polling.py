@@ -8,8 +8,8 @@ from app.domain.errors import (StorageUnavailable, UpstreamBadResponse, Upstream
                                UpstreamServerError)
 from app.domain.model import TrackedCoins
 from app.ports import FetchResult
-from app.services.polling import (STARTUP_CLAIM, forget_dead_runs, needs_startup_update, retry_decision,
-                                  run_deadline, scheduled_slot, slot_fetch_key, slot_key)
+from app.services.polling import (STARTUP_CLAIM, FinishedRuns, forget_dead_runs, needs_startup_update,
+                                  retry_decision, run_deadline, scheduled_slot, slot_fetch_key, slot_key)
 from tests.memory_store import InMemoryPriceRepository
 from tests.fakes import T0, FakePriceSource, obs, run_update_with
 
@@ -148,6 +148,43 @@ def test_a_redelivered_run_keeps_its_fetch_claim_but_a_twin_trigger_does_not(bus
     assert run_update_with(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-2") is None  # twin: skipped
     assert run_update_with(source, repo, bus, TRACKED, clock, slot=T0, run_id="task-1").new_records == 3  # retry
     assert len(source.calls) == 2
+
+
+def test_a_run_delivered_again_after_it_stored_is_skipped_manual_or_scheduled(bus, clock):
+    """The broker hands a run out twice (restored to the queue when the worker's Redis connection broke mid-run):
+    its second delivery, on any worker, stores nothing and calls nobody."""
+    repo = InMemoryPriceRepository()
+    source = FakePriceSource(answer(40000), answer(40100, T0 + timedelta(minutes=1)))
+    assert run_update_with(source, repo, bus, TRACKED, clock, run_id="task-1").new_records == 3
+    assert run_update_with(source, repo, bus, TRACKED, clock, run_id="task-1") is None  # another process: Redis
+    assert run_update_with(source, repo, bus, TRACKED, clock, run_id="task-2").new_records == 3  # another run
+    assert len(source.calls) == 2 and repo.count() == 6
+
+
+class RedisDiesDuringFetch(FakePriceSource):
+    def __init__(self, bus, *results):
+        super().__init__(*results)
+        self.bus = bus
+
+    def fetch_prices(self, coins, vs_currencies):
+        self.bus.down = True
+        return super().fetch_prices(coins, vs_currencies)
+
+
+def test_a_run_stored_while_redis_was_down_is_still_known_to_its_process(bus, clock):
+    repo, finished = InMemoryPriceRepository(), FinishedRuns()
+    source = RedisDiesDuringFetch(bus, answer(40000), answer(40100, T0 + timedelta(minutes=1)))
+    assert run_update_with(source, repo, bus, TRACKED, clock, run_id="task-1", finished=finished).new_records == 3
+    bus.down = False  # back, without the run's mark
+    assert run_update_with(source, repo, bus, TRACKED, clock, run_id="task-1", finished=finished) is None
+    assert len(source.calls) == 1 and repo.count() == 3
+
+
+def test_a_failed_attempt_is_retried_under_the_same_id(bus, clock):
+    source = FakePriceSource(UpstreamServerError("500"), answer())
+    with pytest.raises(UpstreamServerError):
+        run_update_with(source, InMemoryPriceRepository(), bus, TRACKED, clock, run_id="task-1")
+    assert run_update_with(source, InMemoryPriceRepository(), bus, TRACKED, clock, run_id="task-1").new_records == 3
 
 
 def test_a_bogus_retry_after_cools_down_at_most_the_cap(bus, clock):
