@@ -257,11 +257,6 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     _tally.add(route, method, status, seconds)
 
 
-def flush_requests() -> None:
-    """Make every request this process answered so far visible to a scrape (tests; the web's shutdown)."""
-    _tally.flush()
-
-
 def render(collectors: Sequence[Any]) -> tuple[bytes, str]:
     """(body, content type) of a scrape: every web process's metrics, plus `collectors` (the Redis figures)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from app.domain.backfill import (DONE, FAILED, FREE_PLAN_MAX_DAYS, QUEUED, RUNNING, WAITING, BackfillProgress,
-                                 plan_chunks)
+                                 Chunk, plan_chunks)
 from app.domain.errors import AppError, BrokerUnavailable, InvalidQuery, UpstreamError, UpstreamRateLimited
 from app.domain.model import TrackedCoins
 from app.ports import BackfillState, Claims, HistorySource, Metrics, NullMetrics, PriceRepository, UsageCounter
@@ -129,7 +129,7 @@ def _claim_key(coin: str, vs_currency: str, chunk_key: str) -> str:
 
 
 def _fetch_chunk(source: HistorySource, repo: PriceRepository, state: BackfillState, usage: UsageCounter,
-                 claims: Claims, progress: BackfillProgress, pending: list, chunk, now: datetime,
+                 claims: Claims, progress: BackfillProgress, pending: list[Chunk], chunk: Chunk, now: datetime,
                  clock: Callable[[], datetime], minute_budget: int, max_cooldown: timedelta, metrics: Metrics) -> Step:
     coin, vs_currency = progress.coin, progress.currency
     try:
