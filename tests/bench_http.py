@@ -1,7 +1,7 @@
 """HTTP benchmark of the web tier: the Procfile's server (app/api/server.serve, its settings, one worker process)
 serving our app and, for comparison, a raw WSGI callable that returns the same bytes; loaded by `wrk`.
 
-    python -m tests.bench_http                  # what `make bench` runs (about 1.5 minutes)
+    python -m tests.bench_http                  # what `make bench` runs (about 4 minutes)
     python -m tests.bench_http --seconds 10     # longer runs, steadier figures
     python -m tests.bench_http --candidates     # also gunicorn gthread/gevent, when installed (not pinned)
 
