@@ -115,10 +115,12 @@ class UpdateBus(Protocol):
     """Publish/subscribe between the worker and the web (Redis's `crypto-update` channel)."""
 
     def publish(self, event: dict[str, Any]) -> None:
-        """Send an event on the `crypto-update` channel and remember it as the last one. Raises BrokerUnavailable."""
+        """Send an event on the `crypto-update` channel; a run's outcome (`stored`, `failed`) is also remembered as
+        the last event. Raises BrokerUnavailable."""
 
     def last_event(self) -> dict[str, Any] | None:
-        """The last event published, if Redis still holds it."""
+        """The last run outcome published (`stored` or `failed`), if Redis still holds it: what a web starting
+        now shows for "no data yet" and /readyz."""
 
     def next_event(self, timeout: float) -> dict[str, Any] | None:
         """Wait up to `timeout` s for an event. Returns {"event": "resubscribed"} after (re)subscribing, since events

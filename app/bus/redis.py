@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "crypto-update"
 KEY_PREFIX = "cryptostats:"
 UPDATES_STREAM = KEY_PREFIX + "updates"  # the recent `stored` events (with their prices), for SSE replay
+RUN_OUTCOMES = ("stored", "failed")  # the events kept as the last one
 # Entries kept (approximately: MAXLEN ~ trims whole nodes, cheaply). At one update per minute, well over a day;
 # a client gone for longer gets a fresh snapshot instead of a replay.
 UPDATES_STREAM_MAXLEN = 2000
@@ -221,12 +222,15 @@ class RedisUpdateBus(_RedisConnection):
         self._pubsub = None
 
     def publish(self, event: dict[str, Any]) -> None:
-        """SET the last event, XADD a `stored` one (its `prices` included) to the capped updates stream, PUBLISH;
-        in one transaction. `prices` stays out of the channel and the last-event key (bounded by MAX_EVENT_BYTES)."""
+        """SET a run's outcome as the last event (a `tracked` change is no outcome: it must not hide the last
+        failure from a web starting later), XADD a `stored` one (its `prices` included) to the capped updates
+        stream, PUBLISH; in one transaction. `prices` stays out of the channel and the last-event key (bounded by
+        MAX_EVENT_BYTES)."""
         payload = json.dumps({k: v for k, v in event.items() if k != "prices"}, separators=(",", ":"))
         with self._errors("publish"):
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(KEY_PREFIX + "last-event", payload)
+            if event.get("event") in RUN_OUTCOMES:
+                pipe.set(KEY_PREFIX + "last-event", payload)
             if event.get("event") == "stored":
                 pipe.xadd(UPDATES_STREAM, {"event": json.dumps(event, separators=(",", ":"))},
                           maxlen=UPDATES_STREAM_MAXLEN, approximate=True)

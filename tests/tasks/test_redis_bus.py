@@ -31,6 +31,15 @@ def test_publish_reaches_a_subscriber_and_is_kept_as_the_last_event(bus, redis_u
         listener.close()
 
 
+def test_a_tracked_change_does_not_hide_the_last_run_outcome(bus):
+    """A web starting after a coin was added still learns why the last update failed."""
+    failed = {"event": "failed", "at": "2026-12-02T01:00:00+00:00", "error": {"code": "upstream_unavailable"}}
+    bus.publish(failed)
+    bus.publish({"event": "tracked", "action": "added", "coin": "solana", "coins": ["bitcoin", "solana"]})
+    last = bus.last_event()
+    assert (last["event"], last["error"]) == ("failed", {"code": "upstream_unavailable"})
+
+
 def test_a_claim_is_exclusive_but_its_owner_keeps_it(claims):
     assert claims.claim("slot-fetching:x", 30, owner="task-1")
     assert not claims.claim("slot-fetching:x", 30, owner="task-2")
