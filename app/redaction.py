@@ -55,7 +55,8 @@ def replacements(settings: Settings) -> list[tuple[str, str]]:
         pairs += [(h, f"<{name} host>") for h in hosts if h not in _LOOPBACK]
         if url.startswith("unix://"):
             pairs.append((url[len("unix://"):].split("?", 1)[0], f"<{name} socket>"))
-    pairs.append((str(settings.data_dir.resolve()), "<DATA_DIR>"))
+    # Both spellings: as resolved (symlinks followed) and as the adapters make it absolute (app/storage/sqlite.py).
+    pairs += [(str(settings.data_dir.resolve()), "<DATA_DIR>"), (str(settings.data_dir.absolute()), "<DATA_DIR>")]
     unique = {value: replacement for value, replacement in pairs if len(value) >= _MIN_LENGTH}
     return sorted(unique.items(), key=lambda pair: len(pair[0]), reverse=True)
 

@@ -139,7 +139,8 @@ class SqlitePriceRepository:
     """
 
     def __init__(self, path: Path | str, busy_timeout_seconds: float = 10.0) -> None:
-        self.path = Path(path)
+        # Absolute: the read-back after a write opens the file by URI, and DATA_DIR's default ("data") is relative.
+        self.path = Path(path).absolute()
         self.busy_timeout_seconds = busy_timeout_seconds
         self._local = threading.local()
 

@@ -60,6 +60,23 @@ def test_poll_once_prints_what_it_stored_as_json(env, fake_coingecko):
     assert fake_coingecko.request_count("/simple/price") == 1
 
 
+def test_the_default_data_dir_is_relative_to_the_working_directory_and_works(env, fake_coingecko, short_tmp):
+    """DATA_DIR unset, as `make run` starts: ./data, a relative path, through every store read and write"""
+    fake_coingecko.set_price("bitcoin", 40000, market_cap=800000000, change_24h=3.4)
+    cwd = short_tmp / "cwd"
+    cwd.mkdir()
+    unset = {k: v for k, v in env.items() if k != "DATA_DIR"}
+    try:
+        result = cli(unset, "poll-once", cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["new_records"] == 3
+        assert "Traceback" not in result.stderr
+        with sqlite3.connect(cwd / "data" / "cryptostats.sqlite3") as db:
+            assert db.execute("SELECT count(*) FROM observations").fetchone() == (3,)
+    finally:
+        stop_embedded_redis(cwd / "data")
+
+
 def test_poll_once_with_coingecko_down_says_why_in_one_line(env, fake_coingecko):
     fake_coingecko.set_down()
     result = cli(env, "poll-once")

@@ -1,5 +1,6 @@
 """Log redaction: every record of the process, whoever wrote it, without the deployment's secrets, hosts or paths."""
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,17 @@ def test_credentials_in_a_urls_query_are_secrets_too(tmp_path):
     redact = redactor(replacements(settings(tmp_path, REDIS_URL="unix:///run/redis/redis.sock?db=0&password=sock-pw-9")))
     assert redact("Error connecting to unix:///run/redis/redis.sock?db=0&password=sock-pw-9") \
         == "Error connecting to unix://<REDIS_URL socket>?db=0&password=***"
+
+
+def test_data_dir_is_redacted_as_given_through_a_symlink_and_when_relative(tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    redact = redactor(replacements(Settings.from_env({"DATA_DIR": str(tmp_path / "link" / "data")})))
+    for spelling in (tmp_path / "link" / "data", tmp_path / "real" / "data"):  # as given (the store's), resolved
+        assert redact(f"cannot open {spelling}/cryptostats.sqlite3") == "cannot open <DATA_DIR>/cryptostats.sqlite3"
+    monkeypatch.chdir(tmp_path / "real")
+    redact = redactor(replacements(Settings.from_env({"DATA_DIR": "data"})))
+    assert redact(f"cannot open {Path('data').absolute()}/x") == "cannot open <DATA_DIR>/x"
 
 
 def test_coingeckos_own_host_and_the_machines_own_names_are_no_secret(tmp_path):
