@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 MINUTE_BUDGET = 4
 TRANSIENT_RETRY_SECONDS = 30.0  # CoinGecko down or the store busy: the step is tried again after this long
 # A chunk being fetched and stored is claimed, so two steps of the same backfill (asked twice, or by the CLI and the
-# worker at once) never pay CoinGecko for it twice; a step that dies frees it after this long.
+# worker at once) never pay CoinGecko for it twice; a step that dies frees it after this long. Well above one
+# chunk's fetch and store (CoinGecko's timeouts, the store's busy timeout): the release is a plain delete, which
+# would free another step's newer claim if a step ever outlived its own.
 CHUNK_CLAIM_SECONDS = 300
 
 
@@ -108,8 +110,7 @@ def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillS
     wait = _wait_seconds(claims, usage, now, minute_budget)
     if wait:
         return _waiting(state, progress, now, wait, None)
-    chunk = next((c for c in pending if claims.claim(_claim_key(coin, vs_currency, c.key), CHUNK_CLAIM_SECONDS,
-                                                    owner)), None)
+    chunk = _claim_next(claims, state, coin, vs_currency, pending, owner)
     if chunk is None:  # another step is fetching every chunk left: look again when it should be done
         log.info("backfill of %s/%s: the %d chunks left are being fetched by another step", coin, vs_currency,
                  len(pending))
@@ -126,6 +127,21 @@ def backfill_step(source: HistorySource, repo: PriceRepository, state: BackfillS
 
 def _claim_key(coin: str, vs_currency: str, chunk_key: str) -> str:
     return f"backfill-chunk:{coin}:{vs_currency}:{chunk_key}"
+
+
+def _claim_next(claims: Claims, state: BackfillState, coin: str, vs_currency: str, pending: list[Chunk],
+                owner: str | None) -> Chunk | None:
+    """The first pending chunk this step claims and no other step stored since `pending` was read. A step marks its
+    chunk held before it gives the claim back, so looking at the held chunks after claiming closes that window."""
+    for chunk in pending:
+        key = _claim_key(coin, vs_currency, chunk.key)
+        if not claims.claim(key, CHUNK_CLAIM_SECONDS, owner):
+            continue
+        if chunk.key in state.held_chunks(coin, vs_currency):
+            claims.release(key)
+            continue
+        return chunk
+    return None
 
 
 def _fetch_chunk(source: HistorySource, repo: PriceRepository, state: BackfillState, usage: UsageCounter,

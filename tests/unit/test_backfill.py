@@ -100,6 +100,33 @@ def test_two_steps_at_once_never_fetch_the_same_chunk():
     assert len(source.calls) == len(set(source.calls)) == final.chunks_total == 3
 
 
+class StoredMeanwhile(FakeCounters):
+    """Another step stores `chunk` (marks it held, gives its claim back) just after this step read the held chunks."""
+
+    def __init__(self, chunk) -> None:
+        super().__init__()
+        self.chunk, self.armed = chunk, False
+
+    def held_chunks(self, coin, vs_currency):
+        held = set(super().held_chunks(coin, vs_currency))
+        if self.armed:  # the step's own read of the plan: the other step finishes right after it
+            self.armed = False
+            self.mark_held(coin, vs_currency, self.chunk.key)
+        return held
+
+
+def test_a_chunk_another_step_stored_since_the_plan_was_read_is_not_fetched_again():
+    clock, bus = FakeClock(NOW), FakeBus()
+    first = plan_chunks(clock(), 200)[0]
+    state, source = StoredMeanwhile(first), FakeHistorySource()
+    start_backfill(state, TRACKED, "bitcoin", 200, None, clock(), FREE_PLAN_MAX_DAYS)
+    state.armed = True
+
+    backfill_step(source, InMemoryPriceRepository(), state, state, bus, "bitcoin", "usd", 200, clock)
+    assert source.calls and (first.start, first.end) not in source.calls  # it took the next chunk instead
+    assert bus.claims == {}
+
+
 def test_a_step_waits_while_every_chunk_left_is_being_fetched_elsewhere():
     repo, state, bus, clock = InMemoryPriceRepository(), FakeCounters(), FakeBus(), FakeClock(NOW)
     start_backfill(state, TRACKED, "bitcoin", 30, None, clock(), FREE_PLAN_MAX_DAYS)  # one chunk
