@@ -64,7 +64,10 @@ class Services:
         return UpdateContext(self.source, self.repo, self.bus, self.claims, self.tracked_now(), self.clock,
                              slot_done_ttl=budget.slot_done_ttl,
                              fetch_claim_ttl=timedelta(seconds=budget.fetch_claim_seconds),
-                             max_cooldown=budget.max_cooldown, metrics=self.metrics, finished=self.finished_runs)
+                             max_cooldown=budget.max_cooldown, metrics=self.metrics, finished=self.finished_runs,
+                             # past any redelivery: that comes after the visibility timeout
+                             run_done_ttl=max(budget.slot_done_ttl,
+                                              timedelta(seconds=2 * budget.visibility_timeout_seconds)))
 
     @property
     def registry(self) -> CoinRegistry:

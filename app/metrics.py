@@ -182,7 +182,7 @@ class RequestTally:
     prometheus-client series by `flush`: every TALLY_FLUSH_SECONDS from a daemon thread started on the first
     request, before every scrape this process answers, and when the process ends. prometheus-client has no call
     that adds many observations at once, so `flush` adds to a histogram's bucket and sum values itself
-    (tests/unit/test_metrics.py checks the scrape against what was observed)."""
+    (tests/api/test_metrics.py checks the scrape against what was observed)."""
 
     _BOUNDS = (*map(float, LATENCY_BUCKETS), float("inf"))
 

@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl
 from app.config import PUBLIC_BASE_URL, PRO_BASE_URL, Settings
 
 _MIN_LENGTH = 3  # shorter values ("a", "db") would mangle ordinary words; no real secret or host is that short
+_QUERY_SECRETS = frozenset({"password"})  # query parameters of a URL that hold a secret
 # The machine's own names tell nothing about a deployment, and are every client's address in a local access log.
-_QUERY_SECRETS = frozenset({"password"})
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
 
 
@@ -51,7 +51,11 @@ def replacements(settings: Settings) -> list[tuple[str, str]]:
         users, hosts = _authority(url)
         pairs += [(u, "***") for u in users]
         # redis-py also takes credentials in the query (unix:///run/redis.sock?password=...), so do URLs generally.
-        pairs += [(v, "***") for k, v in parse_qsl(url.partition("?")[2]) if k.lower() in _QUERY_SECRETS and v]
+        # Both as written (percent-encoded, as a driver repeats the URL) and decoded (as it uses the password).
+        query = url.partition("?")[2]
+        raw = [part.partition("=") for part in query.split("&")]
+        pairs += [(v, "***") for k, _, v in raw if k.lower() in _QUERY_SECRETS and v]
+        pairs += [(v, "***") for k, v in parse_qsl(query) if k.lower() in _QUERY_SECRETS and v]
         pairs += [(h, f"<{name} host>") for h in hosts if h not in _LOOPBACK]
         if url.startswith("unix://"):
             pairs.append((url[len("unix://"):].split("?", 1)[0], f"<{name} socket>"))

@@ -63,6 +63,10 @@ def store_crypto_stats(self, scheduled: bool = False, slot: str | None = None, d
         # The tracked set is re-read at each run (one small read): coins tracked at run time are fetched at once.
         report = run_update(s.update_context(), slot=slot_at, run_id=self.request.id)
     except (AppError, SoftTimeLimitExceeded) as caught:
+        if self.request.id in s.finished_runs:  # stopped after its batch was stored: a retry would be skipped
+            log.warning("the run stored its batch but was stopped before it could announce it (%s); the web "
+                        "re-reads the store", type(caught).__name__)
+            return
         # A server that trickles bytes defeats per-read timeouts; the soft time limit ends such a run as a
         # transient failure, retried like any other.
         exc = caught if isinstance(caught, AppError) else UpstreamUnavailable(

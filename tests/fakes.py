@@ -64,8 +64,9 @@ class FakeBus:
         self.pending.append(event)
 
     def last_event(self) -> dict[str, Any] | None:
-        self._check()
-        return self.events[-1] if self.events else None
+        self._check()  # like RedisUpdateBus: the last run outcome, not a tracked-set change
+        outcomes = [e for e in self.events if e.get("event") in ("stored", "failed")]
+        return outcomes[-1] if outcomes else None
 
     def next_event(self, timeout: float) -> dict[str, Any] | None:
         if self.down:

@@ -155,6 +155,7 @@ class UpdateContext:
     max_cooldown: timedelta = timedelta(hours=1)
     metrics: Metrics = field(default_factory=NullMetrics)  # hears of runs, CoinGecko calls and records stored
     finished: FinishedRuns = field(default_factory=FinishedRuns)  # this process's stored runs (kept by Services)
+    run_done_ttl: timedelta = timedelta(hours=1)  # how long "this run stored" is remembered in Redis
 
 
 def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | None = None) -> UpdateReport | None:
@@ -165,9 +166,9 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
     credit even when two workers pick both triggers up at once. The "being fetched" claim lasts `ctx.fetch_claim_ttl`
     and belongs to `run_id` (the task id): a retry or redelivery of the run that took it goes ahead, so a run whose
     worker died mid-fetch is not mistaken for its own duplicate. Manual runs pass no slot and always run.
-    Every run that stored is marked done by its `run_id` (in Redis for `ctx.slot_done_ttl`, and in
-    `ctx.finished`): the broker delivering the same run again (a message restored to the queue when a worker's
-    connection to Redis broke while it ran, or published twice) is skipped, scheduled or manual.
+    Every run that stored is marked done by its `run_id` (in Redis for `ctx.run_done_ttl`, and in
+    `ctx.finished`): the broker delivering the same run again after it stored (a message restored to the queue
+    when a worker's connection to Redis broke while it ran, or published twice) is skipped, scheduled or manual.
     A 429 starts a cooldown of its Retry-After, at most `ctx.max_cooldown`, during which no run calls CoinGecko.
     Raises what poll_prices raises. A Redis failure after the batch is stored is logged, not raised: the data is
     safe, and the web re-reads the store periodically. `ctx.metrics` hears of stored and skipped runs, of each
@@ -203,7 +204,7 @@ def run_update(ctx: UpdateContext, slot: datetime | None = None, run_id: str | N
         ctx.finished.add(run_id)
     try:
         if run_id is not None:
-            claims.claim(run_done_key(run_id), int(ctx.slot_done_ttl.total_seconds()))
+            claims.claim(run_done_key(run_id), int(ctx.run_done_ttl.total_seconds()))
         if slot is not None:
             claims.claim(slot_key(slot), int(ctx.slot_done_ttl.total_seconds()))
         ctx.bus.publish({**report.event(), "prices": latest_prices(ctx.repo, ctx.tracked, report.coins)})

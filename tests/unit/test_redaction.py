@@ -28,6 +28,9 @@ def test_credentials_in_a_urls_query_are_secrets_too(tmp_path):
     redact = redactor(replacements(settings(tmp_path, REDIS_URL="unix:///run/redis/redis.sock?db=0&password=sock-pw-9")))
     assert redact("Error connecting to unix:///run/redis/redis.sock?db=0&password=sock-pw-9") \
         == "Error connecting to unix://<REDIS_URL socket>?db=0&password=***"
+    redact = redactor(replacements(settings(tmp_path, REDIS_URL="unix:///run/r.sock?password=p%40ss%2Fword")))
+    assert redact("auth p@ss/word failed for unix:///run/r.sock?password=p%40ss%2Fword") \
+        == "auth *** failed for unix://<REDIS_URL socket>?password=***"
 
 
 def test_data_dir_is_redacted_as_given_through_a_symlink_and_when_relative(tmp_path, monkeypatch):
