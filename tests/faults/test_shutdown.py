@@ -3,26 +3,15 @@ requests in flight when it gets SIGTERM, and beat exits 0."""
 import signal
 import socket
 import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.domain.model import Observation
-from app.storage.sqlite import SqlitePriceRepository
+from tests.faults.test_slow_clients import seed  # data in the store without a worker: the web reads it at start
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.slow
 
 BODY = b'{"price":40000,"marketCap":800000000000,"24hChange":3.4}'
-
-
-def seed(platform) -> None:
-    """Data in the store without a worker: the web reads it at start."""
-    repo = SqlitePriceRepository(platform.db_path)
-    repo.ensure_schema()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    repo.add_batch([Observation("bitcoin", "usd", 40000, 800e9, 1e9, 3.4, now - timedelta(seconds=1), now)])
-    repo.close()
 
 
 def half_sent(port: str) -> socket.socket:
